@@ -1,0 +1,78 @@
+"""Shared fixtures: a seeded simulated CRM, and CRM databases on SQLite and PostgreSQL.
+
+PostgreSQL tests run against the server named by ``LEADSCORE_TEST_POSTGRES``
+(default: the project machine's 127.0.0.1:5432, database ``test``), each in a
+fresh schema dropped afterwards. When the server is missing they skip, except
+under ``CI=true`` where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from leadscore.settings import shared_data_dir
+
+POSTGRES_URL = os.environ.get("LEADSCORE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def small_crm():
+    """A 3,000-lead simulated CRM over 18 months; never mutate it."""
+    from leadscore.crm.simulator import SimulationConfig, simulate
+
+    return simulate(SimulationConfig(leads=3_000, seed=7, months=18))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    engine = sa.create_engine(POSTGRES_URL)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as error:
+        message = f"PostgreSQL is not reachable at {POSTGRES_URL}: {error.orig}"
+        if _in_ci():
+            pytest.fail(message + " (CI=true: PostgreSQL tests must run)")
+        pytest.skip(message)
+    finally:
+        engine.dispose()
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str):
+    """A URL whose connections work in a fresh schema of their own."""
+    schema = f"leadscore_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_server)
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in postgres_server else "?"
+    yield f"{postgres_server}{separator}options=-csearch_path%3D{schema}"
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def crm_url(request, tmp_path: Path) -> str:
+    """An empty CRM database, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'crm.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    folder = shared_data_dir()
+    if not folder.is_dir():
+        pytest.skip(f"the public datasets are not at {folder}: set LEADSCORE_SHARED_DATA")
+    return folder

@@ -1,0 +1,181 @@
+"""The CRM data model and its I/O, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from leadscore.crm import schema
+from leadscore.crm.bulk import epoch_seconds, read_frame, write_frame
+from leadscore.crm.database import WriteMode, connect, describe, prepare
+from leadscore.errors import LeadscoreError
+
+
+def _init(url: str, mode: WriteMode = WriteMode.REFUSE) -> sa.Engine:
+    engine = connect(url)
+    with engine.begin() as connection:
+        prepare(connection, mode, empty_schema_is_fine=False, command="crm init")
+    return engine
+
+
+def _one_lead(engine: sa.Engine, lead_id: int = 1) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            schema.leads.insert(),
+            {"id": lead_id, "created_at": dt.datetime(2024, 1, 1), "channel": "ebook", "lifecycle_stage": "lead"},
+        )
+
+
+def test_init_creates_every_table_of_the_data_model(crm_url):
+    engine = _init(crm_url)
+    counts = describe(engine)
+    assert set(schema.TABLE_NAMES) <= set(counts)
+    assert all(counts[name] == 0 for name in schema.TABLE_NAMES)
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("leads")}
+    assert {"id", "created_at", "channel", "campaign", "company", "industry", "company_size", "country",
+            "job_title", "seniority", "department", "email_domain", "lifecycle_stage", "owner"} <= columns
+    score_columns = {c["name"] for c in sa.inspect(engine).get_columns("lead_score_history")}
+    assert {"lead_id", "probability", "tier", "fit_score", "engagement_score", "reasons", "model_name",
+            "model_version", "scored_at"} <= score_columns
+
+
+def test_init_refuses_a_database_that_already_holds_tables_and_changes_nothing(crm_url):
+    engine = _init(crm_url)
+    _one_lead(engine)
+    with pytest.raises(LeadscoreError, match=r"already holds tables: .*leads \(1 rows\).*--append.*--force"):
+        _init(crm_url)
+    assert describe(engine)["leads"] == 1
+
+
+def test_init_refuses_a_database_with_foreign_tables(crm_url):
+    engine = connect(crm_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE invoices (id INTEGER PRIMARY KEY)"))
+    with pytest.raises(LeadscoreError, match="invoices"):
+        _init(crm_url)
+    assert "leads" not in describe(engine)
+
+
+def test_append_keeps_rows_and_force_drops_only_leadscore_tables(crm_url):
+    engine = _init(crm_url)
+    _one_lead(engine)
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE invoices (id INTEGER PRIMARY KEY)"))
+        connection.execute(sa.text("INSERT INTO invoices (id) VALUES (7)"))
+    _init(crm_url, WriteMode.APPEND)
+    assert describe(engine)["leads"] == 1
+    _init(crm_url, WriteMode.FORCE)
+    counts = describe(engine)
+    assert counts["leads"] == 0
+    assert counts["invoices"] == 1
+
+
+def test_append_refuses_tables_that_are_not_leadscore_s(crm_url):
+    engine = connect(crm_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE leads (id INTEGER PRIMARY KEY, name VARCHAR(20))"))
+    with pytest.raises(LeadscoreError, match="lacks the columns created_at"):
+        _init(crm_url, WriteMode.APPEND)
+
+
+def test_contradicting_flags_are_refused():
+    with pytest.raises(LeadscoreError, match="contradict"):
+        WriteMode.from_flags(append=True, force=True)
+
+
+def test_unknown_stage_is_rejected_by_the_database(crm_url):
+    engine = _init(crm_url)
+    _one_lead(engine)
+    with pytest.raises(sa.exc.IntegrityError):
+        with engine.begin() as connection:
+            connection.execute(
+                schema.stage_changes.insert(), {"lead_id": 1, "stage": "won", "changed_at": dt.datetime(2024, 1, 2)}
+            )
+
+
+def test_activity_for_an_unknown_lead_is_rejected(crm_url):
+    engine = _init(crm_url)
+    with pytest.raises(sa.exc.IntegrityError):
+        with engine.begin() as connection:
+            connection.execute(
+                schema.activities.insert(),
+                {"lead_id": 99, "occurred_at": dt.datetime(2024, 1, 2), "type": "page_view"},
+            )
+
+
+def test_bulk_write_and_read_round_trip_keeps_values_nulls_and_times(crm_url):
+    engine = _init(crm_url)
+    leads = pd.DataFrame(
+        {
+            "id": [1, 2, 3],
+            "created_at": np.array(["2024-01-01T09:00:00", "2024-02-29T23:59:59", "2025-12-31T00:00:01"], dtype="datetime64[s]"),
+            "channel": pd.Categorical(["ebook", "webinar", "ebook"]),
+            "company": ["Acme", None, ""],
+            "lifecycle_stage": ["lead", "mql", "customer"],
+        }
+    )
+    with engine.begin() as connection:
+        assert write_frame(connection, schema.leads, leads) == 3
+    with engine.connect() as connection:
+        back = read_frame(
+            connection,
+            sa.select(
+                schema.leads.c.id,
+                epoch_seconds(schema.leads.c.created_at).label("created_at"),
+                schema.leads.c.channel,
+                schema.leads.c.company,
+            ).order_by(schema.leads.c.id),
+            categorical=("channel",),
+        )
+        via_sqlalchemy = connection.execute(sa.select(schema.leads.c.created_at).order_by(schema.leads.c.id)).scalars().all()
+    assert back["id"].tolist() == [1, 2, 3]
+    assert (back["created_at"].to_numpy(dtype="int64") == leads["created_at"].to_numpy().astype("int64")).all()
+    assert back["channel"].astype(str).tolist() == ["ebook", "webinar", "ebook"]
+    assert back["company"].iloc[0] == "Acme"
+    assert pd.isna(back["company"].iloc[1])
+    assert back["company"].iloc[2] == ""
+    # What the bulk path wrote reads back through SQLAlchemy's own types unchanged.
+    assert via_sqlalchemy == [dt.datetime(2024, 1, 1, 9), dt.datetime(2024, 2, 29, 23, 59, 59), dt.datetime(2025, 12, 31, 0, 0, 1)]
+
+
+def test_time_filters_in_sql_are_strict_at_the_second(crm_url):
+    engine = _init(crm_url)
+    _one_lead(engine)
+    times = np.array(["2024-03-01T10:00:00", "2024-03-01T10:00:01", "2024-03-01T09:59:59"], dtype="datetime64[s]")
+    with engine.begin() as connection:
+        write_frame(connection, schema.activities, pd.DataFrame({"lead_id": 1, "occurred_at": times, "type": "page_view"}))
+    with engine.connect() as connection:
+        before = read_frame(
+            connection,
+            sa.select(epoch_seconds(schema.activities.c.occurred_at).label("t")).where(
+                schema.activities.c.occurred_at < dt.datetime(2024, 3, 1, 10)
+            ),
+        )
+    assert before["t"].tolist() == [int(np.datetime64("2024-03-01T09:59:59", "s").astype("int64"))]
+
+
+def test_bulk_write_is_atomic_with_the_transaction(crm_url):
+    engine = _init(crm_url)
+    leads = pd.DataFrame({"id": [1, 2], "created_at": np.array(["2024-01-01", "2024-01-02"], dtype="datetime64[s]"),
+                          "channel": "ebook", "lifecycle_stage": "lead"})
+    with pytest.raises(sa.exc.IntegrityError):
+        with engine.begin() as connection:
+            write_frame(connection, schema.leads, leads)
+            write_frame(connection, schema.leads, leads.iloc[:1])  # duplicate id: the whole transaction fails
+    assert describe(engine)["leads"] == 0
+
+
+def test_connect_explains_bad_urls_and_missing_folders(tmp_path):
+    with pytest.raises(LeadscoreError, match="not a database URL"):
+        connect("sqlite://:bad:url:")
+    with pytest.raises(LeadscoreError, match="does not exist"):
+        connect(str(tmp_path / "missing" / "crm.db"))
+
+
+def test_bare_path_means_sqlite_and_postgresql_defaults_to_psycopg(tmp_path):
+    assert connect(str(tmp_path / "crm.db")).dialect.name == "sqlite"
+    assert connect("postgresql://user@localhost/db").dialect.driver == "psycopg"
