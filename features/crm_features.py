@@ -1,0 +1,194 @@
+"""The features built from a CRM, each registered once in ``CRM_FEATURES``.
+
+Every function receives a ``Timeline`` (see ``timeline``) and returns one value
+per (lead, cutoff) pair. Activity counts exist for every activity type and
+window: ``pricing_page_views_30d`` is "Pricing-page views, last 30 days".
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import pandas as pd
+
+from leadscore.crm.schema import ACTIVITY_TYPES, CHANNEL_BY_CODE, COMPANY_SIZES, SENIORITIES
+from leadscore.features.registry import FeatureRegistry, FeatureSpec
+from leadscore.features.timeline import DAY, DECAY_HALF_LIFE_DAYS, WINDOW_BY_SUFFIX, WINDOWS, Timeline, Window
+
+CRM_FEATURES = FeatureRegistry()
+feature = CRM_FEATURES.feature
+
+FREE_EMAIL_DOMAINS = frozenset(
+    {
+        "gmail.com", "googlemail.com", "yahoo.com", "yahoo.co.uk", "yahoo.fr", "ymail.com", "outlook.com",
+        "hotmail.com", "hotmail.co.uk", "hotmail.fr", "live.com", "msn.com", "icloud.com", "me.com", "mac.com",
+        "aol.com", "proton.me", "protonmail.com", "gmx.de", "gmx.net", "gmx.com", "web.de", "mail.com",
+        "yandex.ru", "mail.ru", "qq.com", "163.com", "zoho.com", "orange.fr", "free.fr", "libero.it",
+    }
+)
+
+
+def count_feature_name(activity_code: str, window: Window) -> str:
+    return f"{activity_code}s_{window.suffix}"
+
+
+# --- engagement: counts per activity type and window ------------------------------------
+
+
+def _count(activity: str, window: Window, timeline: Timeline) -> np.ndarray:
+    return timeline.count(activity, window)
+
+
+for _activity in ACTIVITY_TYPES:
+    for _window in WINDOWS:
+        _period = (
+            "since the lead was created" if _window.days is None else f"in the {_window.days} days before the cutoff"
+        )
+        CRM_FEATURES.add(
+            FeatureSpec(
+                name=count_feature_name(_activity.code, _window),
+                label=f"{_activity.label}, {_window.label}",
+                family="engagement",
+                description=f"Number of {_activity.label.lower()} {_period}.",
+                sales_side=_activity.sales_side,
+            ),
+            partial(_count, _activity.code, _window),
+        )
+
+# --- engagement: recency -------------------------------------------------------------------
+
+_RECENCY = (
+    ("days_since_pricing_page_view", "Days since the last pricing-page view", ("pricing_page_view",)),
+    ("days_since_demo_request", "Days since the last demo request", ("demo_request",)),
+    ("days_since_free_trial_signup", "Days since the free-trial sign-up", ("free_trial_signup",)),
+    ("days_since_contact_form", "Days since the last contact-form submission", ("contact_form",)),
+    ("days_since_webinar_attended", "Days since the last webinar attended", ("webinar_attendance",)),
+    ("days_since_email_click", "Days since the last e-mail click", ("email_click",)),
+    (
+        "days_since_content_download",
+        "Days since the last content download",
+        ("whitepaper_download", "ebook_download", "case_study_download"),
+    ),
+    ("days_since_last_activity", "Days since the last marketing activity", ()),
+)
+
+
+def _days_since(activities: tuple[str, ...], timeline: Timeline) -> np.ndarray:
+    return timeline.days_since_last(*activities)
+
+
+for _name, _label, _activities in _RECENCY:
+    _what = ", ".join(a.replace("_", " ") for a in _activities) or "any marketing activity"
+    CRM_FEATURES.add(
+        FeatureSpec(
+            name=_name,
+            label=_label,
+            family="engagement",
+            description=f"Days between the latest {_what} and the cutoff; empty if there was none.",
+        ),
+        partial(_days_since, _activities),
+    )
+
+
+@feature(
+    label=f"Recent engagement (time-decayed, {DECAY_HALF_LIFE_DAYS}-day half-life)",
+    family="engagement",
+    description=(
+        "Marketing activities before the cutoff, each counting 1 on the day it happened and half as much "
+        f"every {DECAY_HALF_LIFE_DAYS} days after."
+    ),
+)
+def engagement_decayed(timeline: Timeline) -> np.ndarray:
+    return timeline.decayed
+
+
+def _active_days(window: Window, timeline: Timeline) -> np.ndarray:
+    return timeline.active_days[:, WINDOWS.index(window)]
+
+
+for _suffix in ("30d", "90d", "ever"):
+    _window = WINDOW_BY_SUFFIX[_suffix]
+    CRM_FEATURES.add(
+        FeatureSpec(
+            name=f"active_days_{_suffix}",
+            label=f"Days with activity, {_window.label}",
+            family="engagement",
+            description=f"Distinct days (UTC) with at least one marketing activity, {_window.label}.",
+        ),
+        partial(_active_days, _window),
+    )
+
+
+@feature(
+    label="Days since the lead was created",
+    family="engagement",
+    description="Age of the lead at the cutoff, in days.",
+)
+def lead_age_days(timeline: Timeline) -> np.ndarray:
+    return (timeline.cutoff - timeline.created_at) / DAY
+
+
+@feature(
+    label="Lead source",
+    family="engagement",
+    kind="categorical",
+    description="The channel that brought the lead in (first touch).",
+)
+def channel(timeline: Timeline) -> pd.Categorical:
+    return _category(timeline.profile["channel"], list(CHANNEL_BY_CODE))
+
+
+# --- fit: who the lead is --------------------------------------------------------------------
+
+
+@feature(label="Industry", family="fit", kind="categorical", description="Industry of the lead's company.")
+def industry(timeline: Timeline) -> pd.Categorical:
+    return _category(timeline.profile["industry"])
+
+
+@feature(
+    label="Company size",
+    family="fit",
+    kind="categorical",
+    description="Employee band of the lead's company.",
+)
+def company_size(timeline: Timeline) -> pd.Categorical:
+    return _category(timeline.profile["company_size"], COMPANY_SIZES)
+
+
+@feature(label="Country", family="fit", kind="categorical", description="Country of the lead's company.")
+def country(timeline: Timeline) -> pd.Categorical:
+    return _category(timeline.profile["country"])
+
+
+@feature(label="Seniority", family="fit", kind="categorical", description="Seniority of the lead's job.")
+def seniority(timeline: Timeline) -> pd.Categorical:
+    return _category(timeline.profile["seniority"], SENIORITIES)
+
+
+@feature(label="Department", family="fit", kind="categorical", description="Department of the lead's job.")
+def department(timeline: Timeline) -> pd.Categorical:
+    return _category(timeline.profile["department"])
+
+
+@feature(
+    label="Business e-mail address",
+    family="fit",
+    description="1 when the lead's e-mail domain is a company's, 0 for a free webmail domain; empty if unknown.",
+)
+def business_email(timeline: Timeline) -> np.ndarray:
+    domain = timeline.profile["email_domain"].astype(object)
+    known = domain.notna().to_numpy()
+    free = domain.str.lower().str.strip().isin(FREE_EMAIL_DOMAINS).to_numpy()
+    return np.where(known, (~free).astype(float), np.nan)
+
+
+def _category(values: pd.Series, leading: tuple[str, ...] | list[str] = ()) -> pd.Categorical:
+    """Categories in a stable order: the known vocabulary first, then the table's other levels sorted.
+
+    ``values`` is a categorical column of the whole leads table, so every batch
+    of pairs gets the same levels.
+    """
+    others = sorted(set(map(str, values.cat.categories)) - set(leading))
+    return pd.Categorical(values.astype(object), categories=[*leading, *others])

@@ -1,0 +1,129 @@
+"""The feature registry: each feature once, with the words marketing reads.
+
+Marketing-facing text (reports, reasons, CLI tables) comes from here, never
+from column names.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import pandas as pd
+
+Family = Literal["fit", "engagement"]
+Kind = Literal["numeric", "categorical"]
+FAMILIES = ("fit", "engagement")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What a feature means.
+
+    ``family`` splits the score: *fit* is who the lead is, *engagement* what
+    the lead did. ``sales_side`` marks features built from events that sales
+    logs once a lead is sales-qualified: using them to score leads before
+    that point leaks the outcome.
+    """
+
+    name: str
+    label: str
+    family: Family
+    description: str
+    kind: Kind = "numeric"
+    sales_side: bool = False
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"feature {self.name!r}: family must be one of {FAMILIES}, got {self.family!r}")
+        if self.kind not in ("numeric", "categorical"):
+            raise ValueError(f"feature {self.name!r}: kind must be numeric or categorical, got {self.kind!r}")
+
+
+Compute = Callable[[Any], Any]
+
+
+class FeatureRegistry:
+    """An ordered set of features, each registered once, optionally with the pure function computing it.
+
+    Examples
+    --------
+    >>> registry = FeatureRegistry()
+    >>> @registry.feature(label="Days since the lead was created", family="engagement",
+    ...                   description="Age of the lead at the cutoff, in days.")
+    ... def lead_age_days(timeline):
+    ...     return (timeline.cutoff - timeline.created_at) / 86_400
+    >>> registry["lead_age_days"].label
+    'Days since the lead was created'
+    """
+
+    def __init__(self, specs: Iterable[FeatureSpec] = ()) -> None:
+        self._specs: dict[str, FeatureSpec] = {}
+        self._compute: dict[str, Compute] = {}
+        for spec in specs:
+            self.add(spec)
+
+    def add(self, spec: FeatureSpec, compute: Compute | None = None) -> FeatureSpec:
+        if spec.name in self._specs:
+            raise ValueError(f"feature {spec.name!r} is registered twice")
+        self._specs[spec.name] = spec
+        if compute is not None:
+            self._compute[spec.name] = compute
+        return spec
+
+    def feature(
+        self, *, label: str, family: Family, description: str, kind: Kind = "numeric", sales_side: bool = False
+    ) -> Callable[[Compute], Compute]:
+        """Register the decorated function as the feature named after it."""
+
+        def register(function: Compute) -> Compute:
+            self.add(FeatureSpec(function.__name__, label, family, description, kind, sales_side), function)
+            return function
+
+        return register
+
+    def compute(self, name: str, source: Any) -> Any:
+        return self._compute[name](source)
+
+    def __getitem__(self, name: str) -> FeatureSpec:
+        return self._specs[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def __iter__(self) -> Iterator[FeatureSpec]:
+        return iter(self._specs.values())
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._specs)
+
+    def label(self, name: str) -> str:
+        return self._specs[name].label
+
+    def select(self, names: Iterable[str]) -> FeatureRegistry:
+        """A registry holding only ``names``, in the given order, with their functions."""
+        selected = FeatureRegistry()
+        for name in names:
+            selected.add(self._specs[name], self._compute.get(name))
+        return selected
+
+    def without_sales_side(self) -> FeatureRegistry:
+        return self.select(spec.name for spec in self if not spec.sales_side)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per feature: name, label, family, kind, sales_side, description."""
+        columns = ["name", "label", "family", "kind", "sales_side", "description"]
+        return pd.DataFrame([asdict(spec) for spec in self], columns=columns)
+
+    def to_json(self) -> str:
+        return json.dumps([asdict(spec) for spec in self])
+
+    @classmethod
+    def from_json(cls, text: str) -> FeatureRegistry:
+        return cls(FeatureSpec(**item) for item in json.loads(text))
