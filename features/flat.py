@@ -1,0 +1,305 @@
+"""Flat lead tables: one row per lead, exported from a CRM as CSV or Parquet.
+
+A ``ColumnRoles`` mapping says which column is the id, the target, the
+optional time, which to drop and which values mean "missing". Every other
+column becomes a feature: numeric when all its values read as numbers,
+categorical otherwise. Columns that cannot help (a single value, a distinct
+text value on every row, dates) are dropped with a note saying so.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from leadscore.errors import LeadscoreError
+from leadscore.features.registry import FeatureRegistry, FeatureSpec
+from leadscore.features.table import FeatureTable
+
+CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
+PARQUET_SUFFIXES = {".parquet", ".pq"}
+# Only unambiguous date text: month names such as "may" must stay categories.
+ISO_DATE = r"^\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?$"
+TRUE_WORDS = {"1", "yes", "y", "true", "t", "converted", "won"}
+FALSE_WORDS = {"0", "no", "n", "false", "f", "not converted", "lost"}
+
+
+class ColumnRoles(BaseModel):
+    """What the columns of a flat lead table are for.
+
+    ``fit`` names the columns that describe who the lead is; every other
+    feature counts as engagement. ``positive`` is the target value meaning
+    "converted" when it is not one of 1, yes, true.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    target: str
+    time: str | None = None
+    drop: tuple[str, ...] = ()
+    na_values: tuple[str, ...] = ()
+    fit: tuple[str, ...] = ()
+    positive: str | None = None
+
+
+def readable(column: str) -> str:
+    """A label from a column name: 'TotalVisits' -> 'Total Visits', 'emp.var.rate' -> 'Emp var rate'."""
+    text = re.sub(r"[_.]+", " ", column)
+    text = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", text)
+    text = " ".join(text.split())
+    return text[:1].upper() + text[1:]
+
+
+def read_table_file(path: str | Path, na_values: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Read a CSV (delimiter sniffed) or Parquet file, with clear errors for what cannot be read."""
+    path = Path(path)
+    if not path.exists():
+        raise LeadscoreError(f"Cannot read {path}: there is no such file. Check the path.")
+    if path.is_dir():
+        raise LeadscoreError(f"Cannot read {path}: it is a folder. Pass the CSV or Parquet file inside it.")
+    suffixes = {s.lower() for s in path.suffixes}
+    try:
+        if suffixes & PARQUET_SUFFIXES:
+            frame = pd.read_parquet(path)
+            return _missing_as_nan(frame, na_values)
+        if suffixes & CSV_SUFFIXES:
+            return _read_csv(path, na_values)
+    except PermissionError as error:
+        raise LeadscoreError(f"Cannot read {path}: permission denied. Check the file's permissions.") from error
+    except pd.errors.EmptyDataError as error:
+        raise LeadscoreError(f"Cannot read {path}: the file is empty.") from error
+    except pd.errors.ParserError as error:
+        raise LeadscoreError(
+            f"Cannot read {path} as CSV: {error}. Check its delimiter and quoting, or export it again."
+        ) from error
+    except (OSError, ValueError) as error:
+        raise LeadscoreError(
+            f"Cannot read {path}: {error}. Is it really a {'Parquet' if suffixes & PARQUET_SUFFIXES else 'CSV'} file?"
+        ) from error
+    raise LeadscoreError(
+        f"Cannot read {path}: leadscore reads CSV (.csv, .tsv, .txt) and Parquet (.parquet) files. "
+        "Export the table in one of these formats."
+    )
+
+
+def _read_csv(path: Path, na_values: tuple[str, ...]) -> pd.DataFrame:
+    with path.open("rb") as handle:
+        head = handle.read(64 * 1024)
+    encoding = "utf-8"
+    try:
+        sample = head.decode(encoding)
+    except UnicodeDecodeError:
+        # A truncated multi-byte character at the end of the sample is not an error.
+        try:
+            sample = head[:-4].decode(encoding)
+        except UnicodeDecodeError:
+            encoding = "latin-1"
+            sample = head.decode(encoding)
+    if not sample.strip():
+        raise pd.errors.EmptyDataError("empty")
+    try:
+        delimiter = csv.Sniffer().sniff(sample.split("\n", 1)[0], delimiters=",;\t|").delimiter
+    except csv.Error:
+        delimiter = ","
+    return pd.read_csv(path, sep=delimiter, encoding=encoding, na_values=list(na_values), low_memory=False)
+
+
+def _missing_as_nan(frame: pd.DataFrame, na_values: tuple[str, ...]) -> pd.DataFrame:
+    if not na_values:
+        return frame
+    text = [c for c in frame.columns if pd.api.types.is_object_dtype(frame[c]) or pd.api.types.is_string_dtype(frame[c])]
+    return frame.assign(**{c: frame[c].where(~frame[c].isin(na_values)) for c in text})
+
+
+def load_flat_table(path: str | Path, roles: ColumnRoles) -> FeatureTable:
+    """Read ``path`` and turn it into a feature table according to ``roles``."""
+    frame = read_table_file(path, roles.na_values)
+    return flat_feature_table(frame, roles, source=Path(path).name)
+
+
+def flat_feature_table(frame: pd.DataFrame, roles: ColumnRoles, source: str = "table") -> FeatureTable:
+    """Validate ``frame`` against ``roles`` and infer one feature per remaining column."""
+    frame = _missing_as_nan(frame, roles.na_values)
+    _check_columns(frame, roles, source)
+    if len(frame) == 0:
+        raise LeadscoreError(f"{source} has no rows.")
+    ids = _checked_ids(frame[roles.id], roles.id, source)
+    target = _binary_target(frame[roles.target], roles, source)
+    columns: dict[str, pd.Series] = {roles.id: ids}
+    if roles.time:
+        columns[roles.time] = _checked_times(frame[roles.time], roles.time, source)
+
+    registry = FeatureRegistry()
+    notes: list[str] = []
+    reserved = {roles.id, roles.target, roles.time, *roles.drop}
+    for column in frame.columns:
+        if column in reserved:
+            continue
+        inferred = _infer(frame[column], column, len(frame), notes)
+        if inferred is None:
+            continue
+        values, kind = inferred
+        columns[column] = values
+        registry.add(
+            FeatureSpec(
+                name=column,
+                label=readable(column),
+                family="fit" if column in roles.fit else "engagement",
+                description=f"Column {column!r} of {source}, read as {kind}.",
+                kind=kind,
+            )
+        )
+    if len(registry) == 0:
+        raise LeadscoreError(
+            f"{source} has no usable feature column left after removing the id, target, time and dropped "
+            "columns. Check --drop."
+        )
+    columns[roles.target] = target
+    if not roles.time:
+        notes.append("No time column: training will use a stratified split, not a forward-in-time one.")
+    return FeatureTable(
+        frame=pd.DataFrame(columns),
+        registry=registry,
+        id_column=roles.id,
+        target_column=roles.target,
+        time_column=roles.time,
+        source=source,
+        notes=tuple(notes),
+    )
+
+
+def _check_columns(frame: pd.DataFrame, roles: ColumnRoles, source: str) -> None:
+    named = [("--id", roles.id), ("--target", roles.target)]
+    if roles.time:
+        named.append(("--time", roles.time))
+    named += [("--drop", c) for c in roles.drop] + [("--fit", c) for c in roles.fit]
+    available = [str(c) for c in frame.columns]
+    for option, column in named:
+        if column in frame.columns:
+            continue
+        lowered = {c.lower(): c for c in available}
+        close = difflib.get_close_matches(column.lower(), list(lowered), n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(repr(lowered[c]) for c in close)}?" if close else ""
+        listing = ", ".join(repr(c) for c in available[:40]) + (" ..." if len(available) > 40 else "")
+        raise LeadscoreError(
+            f"{option} {column!r}: {source} has no such column.{hint} Its columns are: {listing}."
+        )
+    roles_used = [roles.id, roles.target, roles.time]
+    for column in roles.drop:
+        if column in roles_used:
+            raise LeadscoreError(f"--drop {column!r}: that column is the id, target or time column; it cannot be dropped.")
+
+
+def _checked_ids(ids: pd.Series, column: str, source: str) -> pd.Series:
+    missing = int(ids.isna().sum())
+    if missing:
+        raise LeadscoreError(
+            f"The id column {column!r} is empty on {missing:,} of {len(ids):,} rows of {source}: every lead needs "
+            "an id. Fill or remove those rows."
+        )
+    duplicated = ids[ids.duplicated(keep=False)]
+    if len(duplicated):
+        examples = ", ".join(repr(v) for v in duplicated.drop_duplicates().head(3))
+        raise LeadscoreError(
+            f"The id column {column!r} repeats {duplicated.nunique():,} ids on {len(duplicated):,} rows of "
+            f"{source} (e.g. {examples}): a flat table holds each lead once. Remove the duplicates "
+            "(keep the latest row of each lead), or choose a column that is unique with --id."
+        )
+    return ids.reset_index(drop=True)
+
+
+def _binary_target(values: pd.Series, roles: ColumnRoles, source: str) -> pd.Series:
+    column = roles.target
+    missing = int(values.isna().sum())
+    if missing:
+        raise LeadscoreError(
+            f"The target column {column!r} is empty on {missing:,} of {len(values):,} rows of {source}: "
+            "training needs a known outcome on every row. Remove those rows (they are leads to score, not to learn from)."
+        )
+    text = values.astype(str).str.strip().str.lower()
+    distinct = sorted(text.unique())
+    if roles.positive is not None:
+        positive = roles.positive.strip().lower()
+        if positive not in distinct:
+            raise LeadscoreError(
+                f"--positive {roles.positive!r} never occurs in the target column {column!r} of {source}; "
+                f"its values are {', '.join(map(repr, distinct[:10]))}."
+            )
+        target = text == positive
+    elif pd.api.types.is_bool_dtype(values):
+        target = values.astype(bool)
+    elif pd.api.types.is_numeric_dtype(values) and set(np.unique(values.to_numpy())) <= {0, 1}:
+        target = values.astype(int) == 1
+    elif set(distinct) <= TRUE_WORDS | FALSE_WORDS and len(set(distinct) & TRUE_WORDS) <= 1:
+        target = text.isin(TRUE_WORDS)
+    else:
+        raise LeadscoreError(
+            f"The target column {column!r} of {source} holds {len(distinct):,} distinct values "
+            f"({', '.join(map(repr, distinct[:8]))}{' ...' if len(distinct) > 8 else ''}), not yes/no or 1/0. "
+            "Say which value means converted with --positive VALUE."
+        )
+    classes = target.nunique()
+    if classes < 2:
+        only = "converted" if target.iloc[0] else "not converted"
+        raise LeadscoreError(
+            f"The target column {column!r} says {only!r} on all {len(target):,} rows of {source}: a model needs "
+            "leads that converted and leads that did not. Check the target column"
+            f"{' and --positive' if roles.positive else ''}."
+        )
+    return target.reset_index(drop=True)
+
+
+def _checked_times(values: pd.Series, column: str, source: str) -> pd.Series:
+    times = pd.to_datetime(values, errors="coerce", format="mixed")
+    unreadable = values.notna() & times.isna()
+    if unreadable.any():
+        example = values[unreadable].iloc[0]
+        raise LeadscoreError(
+            f"The time column {column!r} of {source} holds {int(unreadable.sum()):,} values that are not dates "
+            f"(e.g. {example!r}). Use ISO dates such as 2024-03-01, or choose another --time column."
+        )
+    missing = int(values.isna().sum())
+    if missing:
+        raise LeadscoreError(
+            f"The time column {column!r} is empty on {missing:,} of {len(values):,} rows of {source}: a forward-in-time "
+            "split needs a date on every row. Fill or remove those rows, or leave out --time."
+        )
+    return times.reset_index(drop=True)
+
+
+def _infer(values: pd.Series, column: str, rows: int, notes: list[str]) -> tuple[pd.Series, str] | None:
+    """The column as a numeric or categorical feature, or None (with a note) when it cannot help."""
+    values = values.reset_index(drop=True)
+    distinct = values.nunique(dropna=True)
+    if distinct <= 1:
+        notes.append(f"Dropped {column!r}: it holds {'no value' if distinct == 0 else 'a single value'}.")
+        return None
+    if pd.api.types.is_datetime64_any_dtype(values):
+        notes.append(f"Dropped {column!r}: it holds dates. Name it with --time, or derive numbers from it.")
+        return None
+    if pd.api.types.is_bool_dtype(values):
+        return values.astype(float), "numeric"
+    if pd.api.types.is_numeric_dtype(values):
+        if pd.api.types.is_integer_dtype(values) and distinct == rows and rows >= 50:
+            notes.append(
+                f"{column!r} holds a distinct whole number on every row, like an identifier: "
+                f"drop it with --drop {column!r} if it is one."
+            )
+        return values.astype(float), "numeric"
+    numbers = pd.to_numeric(values, errors="coerce")
+    if numbers.notna().sum() == values.notna().sum():
+        return numbers.astype(float), "numeric"
+    if values.dropna().astype(str).str.match(ISO_DATE).all():
+        notes.append(f"Dropped {column!r}: it holds dates. Name it with --time, or derive numbers from it.")
+        return None
+    if distinct == rows and rows >= 50:
+        notes.append(f"Dropped {column!r}: a distinct text value on every row (an identifier or free text).")
+        return None
+    return values.astype(object).astype("category"), "categorical"
