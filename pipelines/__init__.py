@@ -1,0 +1,1 @@
+"""Pipeline stages with typed inputs and outputs; the CLI and notebooks call these."""

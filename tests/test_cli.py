@@ -1,0 +1,139 @@
+"""The command line: help everywhere, user errors as one message and exit status 2."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from leadscore.cli import app
+from leadscore.features import FeatureTable
+
+runner = CliRunner()
+
+
+def run(*arguments: str):
+    return runner.invoke(app, [str(a) for a in arguments])
+
+
+def _commands(group, prefix=()):
+    # Typer vendors its own click, so groups and options are recognised by shape, not class.
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):
+            yield from _commands(command, (*prefix, name))
+        else:
+            yield (*prefix, name), command
+
+
+def test_every_command_and_option_has_help_text():
+    commands = list(_commands(typer.main.get_command(app)))
+    assert {" ".join(path) for path, _ in commands} >= {"crm init", "crm describe", "simulate", "features", "funnel", "demo"}
+    for path, command in commands:
+        assert command.help, f"{' '.join(path)} has no help"
+        for parameter in command.params:
+            if parameter.param_type_name == "option" and parameter.name != "help":
+                assert parameter.help, f"{' '.join(path)} {parameter.opts[0]} has no help"
+        result = run(*path, "--help")
+        assert result.exit_code == 0, result.output
+
+
+def _user_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in " ".join(result.output.split()), result.output
+
+
+def test_crm_init_refuses_an_existing_crm_and_obeys_append_and_force(tmp_path):
+    crm = f"sqlite:///{tmp_path / 'crm.db'}"
+    assert run("crm", "init", "--crm", crm).exit_code == 0
+    _user_error(run("crm", "init", "--crm", crm), "already holds tables", "--append", "--force")
+    assert run("crm", "init", "--crm", crm, "--append").exit_code == 0
+    assert run("crm", "init", "--crm", crm, "--force").exit_code == 0
+    _user_error(run("crm", "init", "--crm", crm, "--force", "--append"), "contradict")
+    described = run("crm", "describe", "--crm", crm)
+    assert described.exit_code == 0 and "lead_score_history" in described.output
+
+
+def test_simulate_features_and_funnel_from_the_command_line(tmp_path):
+    crm = str(tmp_path / "crm.db")  # a bare path means SQLite
+    simulated = run("simulate", "--crm", crm, "--leads", 800, "--months", 12, "--seed", 3)
+    assert simulated.exit_code == 0, simulated.output
+    assert "Simulated 800 leads" in simulated.output
+    _user_error(run("simulate", "--crm", crm, "--leads", 800), "already holds tables", "Nothing was changed")
+
+    out = tmp_path / "snapshot.parquet"
+    written = run("features", "--crm", crm, "--cutoff", "2024-09-01", "--out", out)
+    assert written.exit_code == 0, written.output
+    table = FeatureTable.read_parquet(out)
+    assert (table.frame["cutoff"] == pd.Timestamp("2024-09-01")).all()
+    assert "pricing_page_views_30d" in table.frame.columns
+
+    at_mql = run("features", "--crm", crm, "--policy", "mql", "--out", tmp_path / "mql.parquet")
+    assert at_mql.exit_code == 0 and "label may still change" in " ".join(at_mql.output.split())
+
+    funnel = run("funnel", "--crm", crm)
+    assert funnel.exit_code == 0
+    assert "Demo request" in funnel.output and "Cost / MQL" in funnel.output
+
+
+@pytest.mark.parametrize(
+    "arguments, fragments",
+    [
+        (("--cutoff", "01/06/2025"), ("--cutoff '01/06/2025' is not a date",)),
+        (("--policy", "weekly"), ("--policy 'weekly'", "cutoff or mql")),
+        ((), ("cutoff policy needs --cutoff",)),
+    ],
+)
+def test_bad_feature_options_are_explained(tmp_path, arguments, fragments):
+    crm = str(tmp_path / "crm.db")
+    assert run("simulate", "--crm", crm, "--leads", 200, "--months", 6).exit_code == 0
+    _user_error(run("features", "--crm", crm, "--out", tmp_path / "x.parquet", *arguments), *fragments)
+
+
+def test_flat_table_errors_name_the_file_the_column_and_the_fix(tmp_path):
+    leads = tmp_path / "leads.csv"
+    pd.DataFrame({"Lead ID": [1, 2, 2], "Converted": [0, 1, 0], "Visits": [3, 5, 1]}).to_csv(leads, index=False)
+    _user_error(
+        run("features", "--data", leads, "--id", "lead id", "--target", "Converted", "--out", tmp_path / "f.parquet"),
+        "--id 'lead id'", "leads.csv has no such column", "Did you mean 'Lead ID'",
+    )
+    _user_error(
+        run("features", "--data", leads, "--id", "Lead ID", "--target", "Converted", "--out", tmp_path / "f.parquet"),
+        "repeats 1 ids on 2 rows", "Remove the duplicates",
+    )
+    _user_error(
+        run("features", "--data", tmp_path / "nope.csv", "--id", "a", "--target", "b", "--out", tmp_path / "f.parquet"),
+        "nope.csv: there is no such file",
+    )
+    _user_error(run("features", "--data", leads, "--out", tmp_path / "f.parquet"), "--id COLUMN and --target COLUMN")
+
+
+def test_flat_table_from_the_command_line(tmp_path):
+    leads = tmp_path / "leads.csv"
+    pd.DataFrame(
+        {"id": range(6), "won": ["yes", "no"] * 3, "visits": [1, 2, 3, 4, 5, 6], "source": ["Select", "ads", "seo"] * 2}
+    ).to_csv(leads, index=False)
+    out = tmp_path / "flat.parquet"
+    result = run("features", "--data", leads, "--id", "id", "--target", "won", "--na-value", "Select",
+                 "--fit", "source", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "stratified split" in result.output
+    table = FeatureTable.read_parquet(out)
+    assert table.registry["source"].family == "fit"
+    assert table.frame["source"].isna().sum() == 2
+
+
+def test_bad_crm_urls_are_user_errors(tmp_path):
+    _user_error(run("crm", "describe", "--crm", "postgresql://nobody@127.0.0.1:1/none"), "Cannot open the CRM database", "Connection refused")
+    _user_error(run("crm", "init", "--crm", str(tmp_path / "no" / "such" / "crm.db")), "does not exist")
+
+
+def test_demo_prints_the_funnel_per_channel(tmp_path):
+    result = run("demo", "--dir", tmp_path / "demo", "--leads", 600)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    for fragment in ("Lead→MQL", "MQL→SQL", "SQL→Opp.", "Opp.→Customer", "Cost / MQL", "Cost / SQL", "E-book", "All channels"):
+        assert fragment in text
+    assert (tmp_path / "demo" / "crm.db").exists()
