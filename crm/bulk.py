@@ -71,16 +71,22 @@ def write_frame(
         elif dialect == "postgresql":
             _copy_postgresql(connection, table, chunk)
         else:
-            connection.execute(table.insert(), _records(chunk))
+            _insert_generic(connection, table, chunk)
         advance(len(chunk))
     return len(frame)
 
 
-def _python_values(series: pd.Series) -> list:
-    """Plain Python values with None for missing, timestamps as the schema's ISO text."""
+def _python_values(series: pd.Series, times_as_text: bool) -> list:
+    """Plain Python values with None for missing.
+
+    ``times_as_text``: timestamps and dates as the schema's ISO text, for the
+    raw SQLite driver; otherwise as datetime and date objects, for SQLAlchemy's types.
+    """
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
         seconds = series.to_numpy(dtype="datetime64[s]")
-        return _with_none(np.datetime_as_string(seconds, unit="s").tolist(), np.isnat(seconds))
+        if times_as_text:
+            return _with_none(np.datetime_as_string(seconds, unit="s").tolist(), np.isnat(seconds))
+        return _with_none(seconds.astype(datetime.datetime).tolist(), np.isnat(seconds))
     if isinstance(series.dtype, pd.CategoricalDtype):
         codes = series.cat.codes.to_numpy()
         values = np.asarray(series.cat.categories, dtype=object)[codes]
@@ -90,8 +96,8 @@ def _python_values(series: pd.Series) -> list:
     values = series.to_numpy(dtype=object)
     missing = pd.isna(series).to_numpy()
     present = values[~missing]
-    if len(present) and isinstance(present[0], datetime.date):
-        values = np.array([value.isoformat() if isinstance(value, datetime.date) else value for value in values], dtype=object)
+    if times_as_text and len(present) and isinstance(present[0], datetime.date):
+        values = np.array([v.isoformat() if isinstance(v, datetime.date) else v for v in values], dtype=object)
     return _with_none(values.tolist(), missing)
 
 
@@ -117,7 +123,7 @@ def _insert_sqlite(connection: sa.Connection, table: sa.Table, chunk: pd.DataFra
     columns = list(chunk.columns)
     placeholders = ", ".join("?" for _ in columns)
     sql = f'INSERT INTO "{table.name}" ({", ".join(columns)}) VALUES ({placeholders})'
-    rows = list(zip(*(_python_values(chunk[column]) for column in columns)))
+    rows = list(zip(*(_python_values(chunk[column], times_as_text=True) for column in columns)))
     with _raw_cursor(connection, sql) as cursor:
         cursor.executemany(sql, rows)
 
@@ -140,14 +146,13 @@ def _copy_postgresql(connection: sa.Connection, table: sa.Table, chunk: pd.DataF
         copy.write(buffer.getbuffer())
 
 
+def _insert_generic(connection: sa.Connection, table: sa.Table, chunk: pd.DataFrame) -> None:
+    """Any other database: SQLAlchemy's executemany, with its own type handling."""
+    connection.execute(table.insert(), _records(chunk))
+
+
 def _records(chunk: pd.DataFrame) -> list[dict]:
-    values = {}
-    for column in chunk.columns:
-        series = chunk[column]
-        if pd.api.types.is_datetime64_any_dtype(series.dtype):
-            values[column] = [None if pd.isna(v) else v.to_pydatetime() for v in series]
-        else:
-            values[column] = _python_values(series)
+    values = {column: _python_values(chunk[column], times_as_text=False) for column in chunk.columns}
     return [dict(zip(values, row)) for row in zip(*values.values())]
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from leadscore.crm import schema
+from leadscore.crm import bulk, schema
 from leadscore.crm.bulk import epoch_seconds, read_frame, write_frame
 from leadscore.crm.database import WriteMode, connect, describe, prepare
 from leadscore.errors import LeadscoreError
@@ -140,6 +140,25 @@ def test_bulk_write_and_read_round_trip_keeps_values_nulls_and_times(crm_url):
     assert back["company"].iloc[2] == ""
     # What the bulk path wrote reads back through SQLAlchemy's own types unchanged.
     assert via_sqlalchemy == [dt.datetime(2024, 1, 1, 9), dt.datetime(2024, 2, 29, 23, 59, 59), dt.datetime(2025, 12, 31, 0, 0, 1)]
+
+
+def test_the_generic_writer_for_other_databases_stores_the_same_values(tmp_path):
+    engine = _init(f"sqlite:///{tmp_path / 'crm.db'}")
+    costs = pd.DataFrame(
+        {"channel": ["ebook", "webinar"], "month": [dt.date(2024, 1, 1), dt.date(2024, 2, 1)], "cost": [1200.5, np.nan]}
+    )
+    leads = pd.DataFrame(
+        {"id": [1], "created_at": np.array(["2024-01-01T09:30:00"], dtype="datetime64[s]"), "channel": ["ebook"],
+         "company": [None], "lifecycle_stage": ["lead"]}
+    )
+    with engine.begin() as connection:
+        bulk._insert_generic(connection, schema.leads, leads)
+        bulk._insert_generic(connection, schema.campaign_costs, costs.iloc[:1])
+    with engine.connect() as connection:
+        lead = connection.execute(sa.select(schema.leads)).one()
+        cost = connection.execute(sa.select(schema.campaign_costs)).one()
+    assert lead.created_at == dt.datetime(2024, 1, 1, 9, 30) and lead.company is None
+    assert (cost.channel, cost.month, float(cost.cost)) == ("ebook", dt.date(2024, 1, 1), 1200.5)
 
 
 def test_time_filters_in_sql_are_strict_at_the_second(crm_url):
