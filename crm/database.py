@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -34,24 +35,30 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def masked(url: str) -> str:
+    """``url`` with any password replaced, fit for messages and logs."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
 def connect(url: str) -> sa.Engine:
     """An engine for the CRM at ``url`` (an SQLAlchemy URL or an SQLite file path)."""
+    shown = masked(url)
     try:
         parsed = sa.engine.make_url(normalise_url(url))
     except (sa.exc.ArgumentError, ValueError) as error:
         raise LeadscoreError(
-            f"--crm {url!r} is not a database URL. Use e.g. sqlite:///crm.db or "
+            f"--crm {shown!r} is not a database URL. Use e.g. sqlite:///crm.db or "
             "postgresql://user@host:5432/database."
         ) from error
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         folder = Path(parsed.database).expanduser().resolve().parent
         if not folder.is_dir():
-            raise LeadscoreError(f"--crm {url!r}: the folder {folder} does not exist. Create it first.")
+            raise LeadscoreError(f"--crm {shown!r}: the folder {folder} does not exist. Create it first.")
     try:
         engine = sa.create_engine(parsed)
     except (sa.exc.ArgumentError, ImportError) as error:
         raise LeadscoreError(
-            f"--crm {url!r}: {error}. leadscore ships drivers for SQLite and PostgreSQL; for another "
+            f"--crm {shown!r}: {error}. leadscore ships drivers for SQLite and PostgreSQL; for another "
             "database, install its SQLAlchemy driver."
         ) from error
     if engine.dialect.name == "sqlite":

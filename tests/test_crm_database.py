@@ -195,6 +195,12 @@ def test_connect_explains_bad_urls_and_missing_folders(tmp_path):
         connect(str(tmp_path / "missing" / "crm.db"))
 
 
+def test_passwords_never_reach_a_message():
+    with pytest.raises(LeadscoreError) as raised:
+        connect("mysql://crm_user:s3cret@db.example.com/crm")
+    assert "s3cret" not in str(raised.value) and "crm_user:***@" in str(raised.value)
+
+
 def test_bare_path_means_sqlite_and_postgresql_defaults_to_psycopg(tmp_path):
     assert connect(str(tmp_path / "crm.db")).dialect.name == "sqlite"
     assert connect("postgresql://user@localhost/db").dialect.driver == "psycopg"
