@@ -68,7 +68,7 @@ def read_table_file(path: str | Path, na_values: tuple[str, ...] = ()) -> pd.Dat
     try:
         if suffixes & PARQUET_SUFFIXES:
             frame = pd.read_parquet(path)
-            return _missing_as_nan(frame, na_values)
+            return missing_as_nan(frame, na_values)
         if suffixes & CSV_SUFFIXES:
             return _read_csv(path, na_values)
     except PermissionError as error:
@@ -111,7 +111,7 @@ def _read_csv(path: Path, na_values: tuple[str, ...]) -> pd.DataFrame:
     return pd.read_csv(path, sep=delimiter, encoding=encoding, na_values=list(na_values), low_memory=False)
 
 
-def _missing_as_nan(frame: pd.DataFrame, na_values: tuple[str, ...]) -> pd.DataFrame:
+def missing_as_nan(frame: pd.DataFrame, na_values: tuple[str, ...]) -> pd.DataFrame:
     if not na_values:
         return frame
     text = [c for c in frame.columns if pd.api.types.is_object_dtype(frame[c]) or pd.api.types.is_string_dtype(frame[c])]
@@ -126,7 +126,7 @@ def load_flat_table(path: str | Path, roles: ColumnRoles) -> FeatureTable:
 
 def flat_feature_table(frame: pd.DataFrame, roles: ColumnRoles, source: str = "table") -> FeatureTable:
     """Validate ``frame`` against ``roles`` and infer one feature per remaining column."""
-    frame = _missing_as_nan(frame, roles.na_values)
+    frame = missing_as_nan(frame, roles.na_values)
     _check_columns(frame, roles, source)
     if len(frame) == 0:
         raise LeadscoreError(f"{source} has no rows.")
@@ -172,6 +172,7 @@ def flat_feature_table(frame: pd.DataFrame, roles: ColumnRoles, source: str = "t
         time_column=roles.time,
         source=source,
         notes=tuple(notes),
+        na_values=roles.na_values,
     )
 
 

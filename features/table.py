@@ -31,6 +31,7 @@ class FeatureTable:
     time_column: str | None = None
     source: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    na_values: tuple[str, ...] = ()  # text read as missing; scoring must read new rows the same way
 
     @property
     def features(self) -> pd.DataFrame:
@@ -52,6 +53,7 @@ class FeatureTable:
             "time_column": self.time_column,
             "source": self.source,
             "notes": list(self.notes),
+            "na_values": list(self.na_values),
         }
         metadata = {**(table.schema.metadata or {}), METADATA_KEY: json.dumps(about).encode()}
         pq.write_table(table.replace_schema_metadata(metadata), path)
@@ -82,4 +84,5 @@ class FeatureTable:
             time_column=about["time_column"],
             source=about["source"],
             notes=tuple(about["notes"]),
+            na_values=tuple(about.get("na_values", ())),
         )

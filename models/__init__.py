@@ -1,4 +1,6 @@
 """Models: the fitted pipeline that turns features into a calibrated conversion probability.
 
-Filled by the training issue; the feature layer (``leadscore.features``) is its input.
+``LeadScoringModel`` holds everything learned from data (encoder, estimators,
+calibrator); ``split``, ``candidates``, ``calibration``, ``guards``, ``rules``
+and ``metrics`` are the parts the training stage assembles it from.
 """

@@ -1,0 +1,85 @@
+"""Turning a feature frame into what the estimators read, with everything learned at fit time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from leadscore.errors import LeadscoreError
+
+RARE = "(other)"
+
+
+class FrameEncoder(TransformerMixin, BaseEstimator):
+    """Numeric columns as float (missing stays missing); text columns as categories learned at fit.
+
+    Levels seen fewer than ``min_count`` times at fit, and levels never seen,
+    become one ``(other)`` level, so a new campaign name at scoring time is
+    scored like the rare ones were trained, instead of failing. Missing values
+    stay missing: LightGBM learns where they go.
+
+    Examples
+    --------
+    >>> encoder = FrameEncoder(numeric=["visits"], categorical=["source"], min_count=2)
+    >>> frame = pd.DataFrame({"visits": [1, None, 3], "source": ["ads", "ads", "fair"]})
+    >>> encoder.fit_transform(frame)["source"].tolist()
+    ['ads', 'ads', '(other)']
+    """
+
+    def __init__(self, numeric=(), categorical=(), min_count: int = 10):
+        self.numeric = numeric
+        self.categorical = categorical
+        self.min_count = min_count
+
+    def fit(self, X: pd.DataFrame, y=None) -> FrameEncoder:
+        self._check_columns(X)
+        self.levels_ = {}
+        for column in self.categorical:
+            counts = X[column].dropna().astype(str).value_counts()
+            frequent = counts[counts >= self.min_count]
+            # Most frequent first, ties by name: the order is stable across runs.
+            ordered = sorted(frequent.index, key=lambda level: (-frequent[level], level))
+            self.levels_[column] = [*ordered, RARE]
+        self.feature_names_in_ = np.array([*self.numeric, *self.categorical], dtype=object)
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        check_is_fitted(self, "levels_")
+        self._check_columns(X)
+        columns = {}
+        for column in self.numeric:
+            columns[column] = self._numeric(X[column], column)
+        for column in self.categorical:
+            levels = self.levels_[column]
+            text = X[column].astype(object).where(X[column].notna())
+            text = text.map(lambda value: value if value is None or value != value else str(value))
+            known = text.isin(levels[:-1]) | text.isna()
+            text = text.where(known, RARE)
+            columns[column] = pd.Categorical(text, categories=levels)
+        return pd.DataFrame(columns, index=X.index)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        return np.array([*self.numeric, *self.categorical], dtype=object)
+
+    def _check_columns(self, X: pd.DataFrame) -> None:
+        missing = [c for c in [*self.numeric, *self.categorical] if c not in X.columns]
+        if missing:
+            raise LeadscoreError(
+                f"The data lacks {len(missing)} column(s) the model needs: {', '.join(map(repr, missing[:10]))}"
+                f"{' ...' if len(missing) > 10 else ''}. Score a table built the same way as the training table."
+            )
+
+    @staticmethod
+    def _numeric(values: pd.Series, column: str) -> np.ndarray:
+        if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+            return values.to_numpy(dtype=float, na_value=np.nan)
+        numbers = pd.to_numeric(values, errors="coerce")
+        bad = values.notna() & numbers.isna()
+        if bad.any():
+            raise LeadscoreError(
+                f"Column {column!r} must be numeric but holds {int(bad.sum()):,} values that are not numbers "
+                f"(e.g. {values[bad].iloc[0]!r}). Fix the values, or mark them missing."
+            )
+        return numbers.to_numpy(dtype=float)

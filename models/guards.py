@@ -1,0 +1,76 @@
+"""Checks that refuse to train on data that would give a dishonest model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from leadscore.errors import LeadscoreError
+from leadscore.features.registry import FeatureRegistry
+
+AUC_SAMPLE_ROWS = 200_000
+
+
+def require_positives(y: np.ndarray, minimum: int, where: str) -> None:
+    positives = int(np.sum(y))
+    if positives < minimum:
+        raise LeadscoreError(
+            f"Only {positives:,} converted leads among the {len(y):,} {where}; training needs at least "
+            f"{minimum:,} (--min-positives). Use a longer history, a longer --horizon-days, or lower "
+            "--min-positives knowing the model will be noisy."
+        )
+
+
+def feature_auc(encoded: pd.DataFrame, y: np.ndarray, seed: int = 42) -> pd.Series:
+    """Each feature's own AUC on its rows, direction ignored (0.5 = useless, 1 = the label itself).
+
+    A numeric feature ranks leads by its value (missing ranked lowest); a
+    categorical one by its levels' conversion rate on these same rows.
+    """
+    rows = np.arange(len(y))
+    if len(rows) > AUC_SAMPLE_ROWS:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, AUC_SAMPLE_ROWS, replace=False))
+    y = np.asarray(y)[rows]
+    result = {}
+    for column in encoded.columns:
+        values = encoded[column].iloc[rows]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            rate = pd.Series(y).groupby(values.cat.codes.to_numpy()).transform("mean").to_numpy()
+            score = rate
+        else:
+            score = values.to_numpy(dtype=float)
+            missing = np.isnan(score)
+            if missing.any():
+                lowest = np.nanmin(score) if (~missing).any() else 0.0
+                score = np.where(missing, lowest - 1.0, score)
+        auc = roc_auc_score(y, score) if len(np.unique(y)) == 2 else 0.5
+        result[column] = max(auc, 1 - auc)
+    return pd.Series(result, name="auc")
+
+
+def leaky_features(
+    encoded: pd.DataFrame, y: np.ndarray, threshold: float, allowed: tuple[str, ...], registry: FeatureRegistry
+) -> pd.Series:
+    """Features whose own AUC on the training rows exceeds ``threshold``, unless allowed."""
+    auc = feature_auc(encoded, y)
+    suspicious = auc[(auc > threshold) & ~auc.index.isin(allowed)].sort_values(ascending=False)
+    if len(suspicious):
+        listing = "; ".join(
+            f"{registry[name].label} ({name!r}): AUC {value:.3f} on its own" for name, value in suspicious.items()
+        )
+        raise LeadscoreError(
+            f"Refusing to train: {len(suspicious)} feature(s) predict the outcome almost perfectly on their own, "
+            f"the mark of a column written after the outcome was known: {listing}. Drop them (--exclude or "
+            "--drop), or, if they are truly known before the cutoff, allow them with --allow-leaky NAME."
+        )
+    return auc
+
+
+def require_disjoint(ids: pd.Series, training: np.ndarray, held_out: np.ndarray) -> None:
+    shared = np.intersect1d(ids.iloc[training].to_numpy(), ids.iloc[held_out].to_numpy())
+    if len(shared):
+        raise LeadscoreError(
+            f"{len(shared):,} leads are both in the training and the held-out rows (e.g. {shared[0]!r}): the "
+            "evaluation would be optimistic. Each id must identify one lead."
+        )

@@ -1,0 +1,76 @@
+"""The one fitted object that scores leads: encoder, estimator(s) and calibrator together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from leadscore.features.registry import FeatureRegistry
+from leadscore.models.calibration import Calibrator
+from leadscore.models.candidates import LightGBMCandidate, LogisticCandidate
+from leadscore.models.encoding import FrameEncoder
+
+
+@dataclass(frozen=True)
+class Member:
+    """A fitted candidate and its weight in the model's margin."""
+
+    candidate: LightGBMCandidate | LogisticCandidate
+    fitted: object
+    weight: float = 1.0
+
+    def margin(self, encoded: pd.DataFrame) -> np.ndarray:
+        return self.weight * self.candidate.margin(self.fitted, encoded)
+
+
+@dataclass
+class LeadScoringModel:
+    """Everything learned from data, so training and scoring cannot drift apart.
+
+    ``margin`` is the log-odds the estimators agree on (a weighted sum when the
+    model is a blend); ``predict_proba`` passes it through the calibrator.
+    ``summary`` records how it was trained; ``extras`` holds what later stages
+    attach (tier thresholds, reference distributions).
+    """
+
+    registry: FeatureRegistry
+    encoder: FrameEncoder
+    members: tuple[Member, ...]
+    calibrator: Calibrator
+    id_column: str
+    target_column: str
+    time_column: str | None
+    na_values: tuple[str, ...] = ()  # text the training table read as missing
+    summary: dict = field(default_factory=dict)
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def features(self) -> list[str]:
+        return self.registry.names
+
+    @property
+    def kind(self) -> str:
+        names = [member.candidate.name for member in self.members]
+        return names[0] if len(names) == 1 else "blend"
+
+    def encode(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return self.encoder.transform(frame)
+
+    def margin(self, frame: pd.DataFrame) -> np.ndarray:
+        encoded = self.encode(frame)
+        return np.sum([member.margin(encoded) for member in self.members], axis=0)
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of conversion for every row of ``frame``."""
+        return self.calibrator.predict(self.margin(frame))
+
+    def raw_input(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The model's input columns as MLflow's signature describes them: numbers as doubles, categories as text.
+
+        Doubles, because an integer column cannot hold the missing values scoring will meet.
+        """
+        kinds = {c: float if self.registry[c].kind == "numeric" else object for c in self.features}
+        columns = frame[self.features].astype(kinds)
+        return columns.where(columns.notna(), None).astype({c: float for c, k in kinds.items() if k is float})

@@ -1,0 +1,186 @@
+"""The parts the training stage assembles a model from: encoder, calibrator, splits, guards."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from leadscore.errors import LeadscoreError
+from leadscore.features.registry import FeatureRegistry, FeatureSpec
+from leadscore.models import metrics
+from leadscore.models.calibration import Calibrator
+from leadscore.models.encoding import RARE, FrameEncoder
+from leadscore.models.guards import feature_auc, leaky_features, require_disjoint, require_positives
+from leadscore.models.split import forward_split, stratified_split
+
+DAY = 86_400
+
+
+# --- encoder -----------------------------------------------------------------------------
+
+
+def test_encoder_groups_rare_and_unseen_levels_and_keeps_missing_values():
+    train = pd.DataFrame({"visits": [1.0, None, 3.0, 4.0], "source": ["ads", "ads", "seo", None]})
+    encoder = FrameEncoder(numeric=["visits"], categorical=["source"], min_count=2).fit(train)
+    assert encoder.levels_["source"] == ["ads", RARE]
+    scored = encoder.transform(pd.DataFrame({"visits": ["2", None], "source": ["brand-new", None]}))
+    assert scored["source"].tolist()[0] == RARE and pd.isna(scored["source"].iloc[1])
+    assert scored["visits"].tolist()[0] == 2.0 and np.isnan(scored["visits"].iloc[1])
+    assert list(scored["source"].cat.categories) == ["ads", RARE]
+
+
+def test_encoder_names_missing_columns_and_non_numeric_values():
+    encoder = FrameEncoder(numeric=["visits"], categorical=["source"]).fit(pd.DataFrame({"visits": [1], "source": ["a"]}))
+    with pytest.raises(LeadscoreError, match="lacks 1 column.*'source'"):
+        encoder.transform(pd.DataFrame({"visits": [1]}))
+    with pytest.raises(LeadscoreError, match=r"'visits' must be numeric .* 1 values .*'many'"):
+        encoder.transform(pd.DataFrame({"visits": ["3", "many"], "source": ["a", "a"]}))
+
+
+def test_encoder_does_not_mutate_its_input():
+    frame = pd.DataFrame({"visits": [1, 2], "source": ["a", "b"]})
+    before = frame.copy()
+    FrameEncoder(numeric=["visits"], categorical=["source"], min_count=1).fit(frame).transform(frame)
+    pd.testing.assert_frame_equal(frame, before)
+
+
+# --- calibration -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def margins():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(-3.0, 1.5, 60_000)
+    y = rng.random(len(truth)) < 1 / (1 + np.exp(-truth))
+    # The model's margin is right in ranking but overconfident by a factor of two.
+    return 2 * truth, y.astype(int)
+
+
+def test_calibrator_picks_a_method_by_cross_validated_brier_and_calibrates(margins):
+    margin, y = margins
+    calibrator = Calibrator().fit(margin[:30_000], y[:30_000])
+    assert calibrator.method_ in ("sigmoid", "isotonic")
+    assert calibrator.method_ == min(calibrator.cv_brier_, key=calibrator.cv_brier_.get)
+    assert calibrator.rows_ == 30_000
+    raw = 1 / (1 + np.exp(-margin[30_000:]))
+    calibrated = calibrator.predict(margin[30_000:])
+    assert metrics.probability_metrics(y[30_000:], calibrated)["ece"] < 0.005
+    assert metrics.probability_metrics(y[30_000:], raw)["ece"] > 0.01
+    assert np.all(np.diff(calibrator.predict(np.linspace(-10, 5, 200))) >= 0)  # never reorders leads
+
+
+def test_centred_isotonic_keeps_the_ranking_and_the_base_rate(margins):
+    from leadscore.models.calibration import CentredIsotonic
+
+    margin, y = margins
+    fitted = CentredIsotonic().fit(margin[:30_000], y[:30_000])
+    inside = np.linspace(fitted.centres_[0], fitted.centres_[-1], 1_000)
+    assert np.all(np.diff(fitted.predict(inside)) > 0)  # strictly increasing: no ties between distinct leads
+    probability = fitted.predict(margin[30_000:])
+    assert metrics.probability_metrics(y[30_000:], probability)["roc_auc"] == pytest.approx(
+        metrics.probability_metrics(y[30_000:], 1 / (1 + np.exp(-margin[30_000:])))["roc_auc"], abs=1e-3
+    )
+    assert probability.mean() == pytest.approx(y[30_000:].mean(), abs=0.005)
+
+
+def test_calibrator_falls_back_to_sigmoid_with_too_few_positives():
+    calibrator = Calibrator().fit(np.array([-2.0, -1.0, 0.0, 1.0, 2.0]), np.array([0, 0, 0, 0, 1]))
+    assert calibrator.method_ == "sigmoid" and calibrator.cv_brier_ == {}
+
+
+# --- splits --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def monthly():
+    """Leads open at 24 monthly cutoffs: each lead stays open for 6 months."""
+    rows = []
+    for lead in range(600):
+        start = lead % 18
+        for month in range(start, min(start + 6, 24)):
+            rows.append((lead, pd.Timestamp("2024-01-01") + pd.DateOffset(months=month)))
+    return pd.DataFrame(rows, columns=["lead", "cutoff"])
+
+
+def test_forward_split_is_in_time_order_with_an_embargo_and_no_shared_lead(monthly):
+    split = forward_split(monthly["cutoff"], monthly["lead"], horizon_days=90, chunks=3)
+    at = monthly["cutoff"].to_numpy(dtype="datetime64[s]").astype(np.int64)
+    lead = monthly["lead"].to_numpy()
+    horizon = 90 * DAY
+    assert at[split.training].max() + horizon <= at[split.test].min()
+    assert at[split.fit].max() + horizon <= at[split.validation].min()
+    assert not set(lead[split.training]) & set(lead[split.test])
+    assert not set(lead[split.fit]) & set(lead[split.validation])
+    assert set(split.fit) <= set(split.training) and set(split.validation) <= set(split.training)
+    assert len(split.chunks) == 3
+    for chunk, learn in zip(split.chunks, split.chunk_training):
+        assert at[learn].max() + horizon <= at[chunk].min()
+        assert not set(lead[learn]) & set(lead[chunk])
+    assert [at[c].min() for c in split.chunks] == sorted(at[c].min() for c in split.chunks)
+    assert split.dropped == len(monthly) - len(split.training) - len(split.test)
+    assert "90-day embargo" in split.description
+
+
+def test_forward_split_without_horizon_on_one_row_per_lead():
+    times = pd.Series(pd.date_range("2024-01-01", periods=1_000, freq="h"))
+    split = forward_split(times, pd.Series(range(1_000)), horizon_days=0)
+    assert len(split.test) == 200 and split.test.min() == 800
+    assert split.training.tolist() == list(range(800))
+    assert split.dropped == 0
+
+
+def test_forward_split_refuses_too_short_a_history():
+    with pytest.raises(LeadscoreError, match="3 or more distinct times"):
+        forward_split(pd.Series(pd.to_datetime(["2024-01-01", "2024-02-01"])), pd.Series([1, 2]))
+    times = pd.Series(pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"]))
+    with pytest.raises(LeadscoreError, match="Too little history"):
+        forward_split(times, pd.Series([1, 2, 3, 4]), horizon_days=90)
+
+
+def test_stratified_split_keeps_the_rate_and_honours_given_test_rows():
+    y = pd.Series(np.r_[np.ones(100), np.zeros(900)])
+    split = stratified_split(y, seed=1)
+    assert y.iloc[split.test].mean() == pytest.approx(0.1) and y.iloc[split.validation].mean() == pytest.approx(0.1)
+    assert len(set(split.fit) | set(split.validation) | set(split.test)) == 1_000
+    fold = np.arange(0, 1_000, 5)
+    given = stratified_split(y, test_rows=fold)
+    assert given.test.tolist() == fold.tolist()
+    for chunk, learn in zip(given.chunks, given.chunk_training):
+        assert not set(chunk) & set(learn) and not set(learn) & set(fold)
+
+
+# --- guards --------------------------------------------------------------------------------
+
+
+def test_minimum_positives_names_what_was_found():
+    with pytest.raises(LeadscoreError, match=r"Only 3 converted leads among the 10 training rows; .* at least 100"):
+        require_positives(np.r_[np.ones(3), np.zeros(7)], 100, "training rows")
+
+
+def test_a_feature_that_predicts_the_label_alone_is_refused_by_name():
+    rng = np.random.default_rng(0)
+    y = rng.random(5_000) < 0.2
+    frame = pd.DataFrame(
+        {
+            "visits": rng.poisson(2 + 2 * y),
+            "status": pd.Categorical(np.where(y, "won", "open")),  # written after the outcome
+            "region": pd.Categorical(rng.choice(["north", "south"], 5_000)),
+        }
+    )
+    registry = FeatureRegistry(
+        [FeatureSpec("visits", "Visits", "engagement", "d"), FeatureSpec("status", "Deal status", "fit", "d", "categorical"),
+         FeatureSpec("region", "Region", "fit", "d", "categorical")]
+    )
+    auc = feature_auc(frame, y)
+    assert auc["status"] == 1.0 and 0.6 < auc["visits"] < 0.95 and auc["region"] < 0.56
+    with pytest.raises(LeadscoreError, match=r"Deal status \('status'\): AUC 1\.000 .* --allow-leaky"):
+        leaky_features(frame, y, 0.95, (), registry)
+    assert leaky_features(frame, y, 0.95, ("status",), registry)["status"] == 1.0
+
+
+def test_shared_leads_between_training_and_held_out_rows_are_refused():
+    ids = pd.Series(["a", "b", "c", "a"])
+    with pytest.raises(LeadscoreError, match="1 leads are both in the training and the held-out rows"):
+        require_disjoint(ids, np.array([0, 1]), np.array([2, 3]))
+    require_disjoint(ids, np.array([0, 1]), np.array([2]))
