@@ -1,0 +1,455 @@
+"""Stage: learn a calibrated conversion model from a feature table, and judge it against today's baselines.
+
+The steps, in order (see ``models.split`` for the roles of the rows):
+
+1. choose the features: the table's registry, minus sales-side features and
+   anything excluded, then refuse any feature that predicts the label almost
+   perfectly on its own;
+2. tune each candidate (LightGBM's trees, the logistic regression's penalty)
+   by predicting the validation slice from the fitting rows;
+3. walk forward through the validation slice: each chunk is predicted by
+   candidates trained on everything known before it, with and without extra
+   weight on recent rows; each chunk is a deployment period, so candidates
+   are compared by their mean AUC over chunks (a pooled AUC would mix the
+   periods' base rates into the ranking); a blend of the two is weighed the
+   same way; the best wins, and a blend or recency weighting must earn it;
+4. fit the calibrator (sigmoid or centred isotonic) on the winner's held-out
+   predictions, then refit the winner on all training rows;
+5. score the newest, held-out rows with the model and both baselines (a plain
+   logistic regression and the hand-set points teams use today).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from leadscore.crm.history import CrmHistory
+from leadscore.errors import LeadscoreError
+from leadscore.features.build import crm_feature_table
+from leadscore.features.crm_features import CRM_FEATURES
+from leadscore.features.registry import FeatureRegistry
+from leadscore.features.snapshots import open_leads_at
+from leadscore.features.table import FeatureTable
+from leadscore.models import metrics as scoring
+from leadscore.models.calibration import Calibrator
+from leadscore.models.candidates import LightGBMCandidate, LogisticCandidate, lightgbm_params
+from leadscore.models.encoding import FrameEncoder
+from leadscore.models.guards import leaky_features, require_disjoint, require_positives
+from leadscore.models.model import LeadScoringModel, Member
+from leadscore.models.rules import HandSetScoring
+from leadscore.models.split import Split, forward_split, stratified_split
+from leadscore.progress import Progress
+
+CANDIDATES = ("lightgbm", "logistic", "blend")
+BLEND_WEIGHTS = np.round(np.arange(0.1, 1.0, 0.1), 1)
+# Mean chunk AUC a blend or recency weighting must gain over the simpler choice to be worth it.
+SIMPLER_WINS_WITHIN = 0.002
+RECENCY_HALF_LIFE = 0.25  # share of the training rows' time span after which a row counts half
+SUBSAMPLE_ROWS = 300_000  # above this, tuning and walk-forward models learn from all positives and a weighted sample
+OPEN_STAGES = ("lead", "mql", "sql", "opportunity")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Everything that shapes a training run; every field is logged with it."""
+
+    horizon_days: int = 90
+    min_positives: int = 100
+    leakage_auc: float = 0.95
+    allow_leaky: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    candidates: tuple[str, ...] = CANDIDATES
+    test_share: float = 0.2
+    validation_share: float = 0.2
+    chunks: int = 5
+    min_category_count: int = 10
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        unknown = set(self.candidates) - set(CANDIDATES)
+        if unknown or not self.candidates:
+            raise LeadscoreError(f"--candidates: choose among {', '.join(CANDIDATES)} (got {', '.join(self.candidates)}).")
+        if not 0 < self.test_share < 0.5 or not 0 < self.validation_share < 0.5:
+            raise LeadscoreError("--test-share and --validation-share must lie between 0 and 0.5.")
+
+
+@dataclass
+class Evaluation:
+    """How the model and the baselines score the held-out rows."""
+
+    metrics: pd.DataFrame  # one row per scorer
+    lift: dict[str, pd.DataFrame]
+    deciles: dict[str, pd.DataFrame]
+    reliability: dict[str, pd.DataFrame]
+    gains: dict[str, pd.DataFrame]
+
+
+@dataclass
+class TrainingResult:
+    model: LeadScoringModel
+    table: FeatureTable
+    split: Split
+    config: TrainingConfig
+    validation: pd.DataFrame  # one row per candidate: walk-forward AUC, PR AUC, calibration Brier
+    evaluation: Evaluation
+    held_out: pd.DataFrame  # the held-out rows: id, time, features, target, every scorer's output
+    fingerprint: dict
+    notes: list[str] = field(default_factory=list)
+
+
+# --- the training table from a CRM ------------------------------------------------------
+
+
+def monthly_cutoffs(history: CrmHistory, horizon_days: int, every_months: int = 1) -> list[datetime]:
+    """First days of months from the first lead's next month, while cutoff + horizon has passed."""
+    first = pd.Timestamp(history.leads["created_at"].min()).to_period("M") + 1
+    last = pd.Timestamp(history.as_of) - pd.Timedelta(days=horizon_days)
+    months = pd.period_range(first, last.to_period("M"), freq=f"{every_months}M")
+    return [month.to_timestamp().to_pydatetime() for month in months if month.to_timestamp() <= last]
+
+
+def crm_training_table(
+    history: CrmHistory,
+    horizon_days: int = 90,
+    every_months: int = 1,
+    stages: tuple[str, ...] = OPEN_STAGES,
+    registry: FeatureRegistry | None = None,
+    progress: Progress = Progress(),
+) -> FeatureTable:
+    """Each lead open at each monthly cutoff is one row, labelled by conversion within the horizon.
+
+    ``stages`` narrows the rows to leads in those stages at the cutoff (for
+    example lead and mql only, for a model of leads marketing still owns).
+
+    Cutoffs whose horizon has not fully passed are left out, so leads that are
+    simply recent are never counted as failures.
+    """
+    cutoffs = monthly_cutoffs(history, horizon_days, every_months)
+    if len(cutoffs) < 4:
+        raise LeadscoreError(
+            f"The CRM's history (to {pd.Timestamp(history.as_of):%Y-%m-%d}) allows only {len(cutoffs)} monthly "
+            f"cutoffs with a complete {horizon_days}-day horizon; training needs at least 4. Load more history "
+            "or shorten --horizon-days."
+        )
+    pairs = pd.concat([open_leads_at(history, cutoff) for cutoff in cutoffs], ignore_index=True)
+    registry = registry or CRM_FEATURES
+    table = crm_feature_table(history, pairs, horizon_days, registry, source="CRM", progress=progress)
+    keep = table.frame["stage_at_cutoff"].isin(stages).to_numpy()
+    frame = table.frame[keep].reset_index(drop=True)
+    note = (
+        f"{len(frame):,} rows: leads in stage {' or '.join(stages)} at {len(cutoffs)} monthly cutoffs from "
+        f"{cutoffs[0]:%Y-%m-%d} to {cutoffs[-1]:%Y-%m-%d}, each labelled by conversion within {horizon_days} days."
+    )
+    return FeatureTable(
+        frame=frame,
+        registry=table.registry,
+        id_column="lead_id",
+        target_column="converted",
+        time_column="cutoff",
+        source=f"CRM, monthly cutoffs {cutoffs[0]:%Y-%m} to {cutoffs[-1]:%Y-%m}",
+        notes=(note, *[n for n in table.notes if "label may still change" not in n]),
+    )
+
+
+# --- training ---------------------------------------------------------------------------
+
+
+def select_features(table: FeatureTable, config: TrainingConfig) -> tuple[FeatureRegistry, list[str]]:
+    """The registry's features minus exclusions and sales-side ones (unless allowed), with notes saying so."""
+    unknown = [name for name in (*config.exclude, *config.allow_leaky) if name not in table.registry]
+    if unknown:
+        raise LeadscoreError(
+            f"{', '.join(map(repr, unknown))}: no such feature in the table. Its features are: "
+            f"{', '.join(table.registry.names[:30])}{' ...' if len(table.registry) > 30 else ''}."
+        )
+    notes = []
+    sales_side = [s.name for s in table.registry if s.sales_side and s.name not in config.allow_leaky]
+    if sales_side:
+        notes.append(
+            f"Left out {len(sales_side)} sales-side features ({', '.join(sales_side[:4])}"
+            f"{' ...' if len(sales_side) > 4 else ''}): they are recorded only after a lead is sales-qualified "
+            "and would leak the outcome. Allow one with --allow-leaky NAME."
+        )
+    dropped = set(sales_side) | set(config.exclude)
+    return table.registry.select(n for n in table.registry.names if n not in dropped), notes
+
+
+def _split(table: FeatureTable, config: TrainingConfig, test_rows: np.ndarray | None) -> tuple[Split, list[str]]:
+    if test_rows is not None:
+        split = stratified_split(table.target, config.test_share, config.validation_share, config.chunks, config.seed, test_rows)
+        return split, ["The held-out rows were given (a cross-validation fold); the rest was split at random."]
+    if table.time_column:
+        horizon = config.horizon_days if table.time_column == "cutoff" else 0
+        split = forward_split(
+            table.frame[table.time_column], table.frame[table.id_column], horizon,
+            config.test_share, config.validation_share, config.chunks,
+        )
+        return split, []
+    split = stratified_split(table.target, config.test_share, config.validation_share, config.chunks, config.seed)
+    return split, ["No time column: rows were split at random, stratified by the target, not forward in time."]
+
+
+def _fingerprint(table: FeatureTable, registry: FeatureRegistry) -> dict:
+    frame = table.frame
+    schema = [(name, registry[name].kind, str(frame[name].dtype)) for name in registry.names]
+    fingerprint = {
+        "rows": int(len(frame)),
+        "positives": int(table.target.sum()),
+        "features": len(registry),
+        "schema_hash": hashlib.sha256(json.dumps(schema).encode()).hexdigest()[:16],
+        "source": table.source,
+    }
+    if table.time_column:
+        times = pd.to_datetime(frame[table.time_column])
+        fingerprint["time_from"] = f"{times.min():%Y-%m-%d}"
+        fingerprint["time_to"] = f"{times.max():%Y-%m-%d}"
+    return fingerprint
+
+
+def train_model(
+    table: FeatureTable,
+    config: TrainingConfig = TrainingConfig(),
+    rules: HandSetScoring | None = None,
+    progress: Progress = Progress(),
+    test_rows: np.ndarray | None = None,
+) -> TrainingResult:
+    """Learn the model from ``table`` and evaluate it on the newest held-out rows.
+
+    ``test_rows`` replaces the held-out slice by given rows, for cross-validation.
+    """
+    registry, notes = select_features(table, config)
+    notes = [*table.notes, *notes]
+    y = table.target.to_numpy(dtype=int)
+    split, split_notes = _split(table, config, test_rows)
+    notes += split_notes
+    require_positives(y[split.training], config.min_positives, "training rows")
+    require_disjoint(table.frame[table.id_column], split.training, split.test)
+    for role, rows in (("held-out", split.test), ("validation", split.validation)):
+        if len(np.unique(y[rows])) < 2:
+            raise LeadscoreError(
+                f"The {role} rows hold {len(rows):,} leads of a single outcome: no way to measure a model on them. "
+                "Add history, or raise --test-share / --validation-share."
+            )
+
+    features = registry.names
+    numeric = tuple(n for n in features if registry[n].kind == "numeric")
+    categorical = tuple(n for n in features if registry[n].kind == "categorical")
+    encoder = FrameEncoder(numeric, categorical, config.min_category_count).fit(table.frame.iloc[split.training])
+    X = encoder.transform(table.frame)
+    leaky_features(X.iloc[split.fit], y[split.fit], config.leakage_auc, config.allow_leaky, registry)
+
+    times = _seconds(table.frame[table.time_column]) if split.forward else None
+    with progress.task("Choosing the model", total=len(split.chunks) + 2) as advance:
+        rng = np.random.default_rng(config.seed)
+        fit_rows, fit_weight = _subsample(split.fit, y, rng)
+        tuned = _tune(X, y, split.validation, fit_rows, fit_weight, config, numeric, categorical)
+        advance(1)
+        variants = [(name, recency) for name in tuned for recency in ((False, True) if times is not None else (False,))]
+        margins = {variant: [] for variant in variants}
+        for chunk, learn in zip(split.chunks, split.chunk_training):
+            rows, weight = _subsample(learn, y, rng)
+            for name, recency in variants:
+                fitted = tuned[name].fit(X.iloc[rows], y[rows], _weights(times, rows, weight, recency))
+                margins[(name, recency)].append(tuned[name].margin(fitted, X.iloc[chunk]))
+            advance(1)
+        chunk_y = [y[chunk] for chunk in split.chunks]
+        recency = _choose_recency(margins, chunk_y, tuned)
+        candidates = {name: margins[(name, recency[name])] for name in tuned}
+        weights = _candidate_weights(candidates, chunk_y, config)
+        validation = _validation_table(weights, candidates, chunk_y, recency, config.seed)
+        members_weights = weights[validation.index[0]]
+        held_out = np.concatenate([sum(w * candidates[name][i] for name, w in members_weights.items())
+                                   for i in range(len(split.chunks))])
+        calibrator = Calibrator(seed=config.seed).fit(held_out, np.concatenate(chunk_y))
+        training = split.training
+        members = tuple(
+            Member(
+                tuned[name],
+                tuned[name].fit(X.iloc[training], y[training], _weights(times, training, None, recency[name])),
+                weight,
+            )
+            for name, weight in members_weights.items()
+        )
+        advance(1)
+
+    model = LeadScoringModel(
+        registry=registry,
+        encoder=encoder,
+        members=members,
+        calibrator=calibrator,
+        id_column=table.id_column,
+        target_column=table.target_column,
+        time_column=table.time_column,
+        na_values=table.na_values,
+    )
+    fingerprint = _fingerprint(table, registry)
+    model.summary = {
+        "trained_at": datetime.now().isoformat(timespec="seconds"),
+        "kind": model.kind,
+        "calibration": calibrator.method_,
+        "calibration_cv_brier": calibrator.cv_brier_,
+        "split": split.description,
+        "candidates": {name: {**c.describe(), "recency_weighted": recency[name]} for name, c in tuned.items()},
+        "weights": members_weights,
+        "recency_half_life": RECENCY_HALF_LIFE if any(recency[name] for name in members_weights) else None,
+        "config": asdict(config),
+        "fingerprint": fingerprint,
+    }
+
+    with progress.task("Scoring the held-out leads", total=1) as advance:
+        held_out, evaluation, baseline_notes = _evaluate(model, table, X, y, split, numeric, categorical, rules)
+        advance(1)
+    return TrainingResult(
+        model=model,
+        table=table,
+        split=split,
+        config=config,
+        validation=validation,
+        evaluation=evaluation,
+        held_out=held_out,
+        fingerprint=fingerprint,
+        notes=[*notes, *baseline_notes],
+    )
+
+
+def _seconds(times: pd.Series) -> np.ndarray:
+    return np.asarray(pd.to_datetime(times), dtype="datetime64[s]").astype(np.int64)
+
+
+def _subsample(rows: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+    """All positives and a sample of negatives weighted back up, when ``rows`` is large.
+
+    Choosing between candidates needs their ranking, not a million rows each
+    time; the weights keep the margins' level right for calibration.
+    """
+    if len(rows) <= SUBSAMPLE_ROWS:
+        return rows, None
+    positive = rows[y[rows] == 1]
+    negative = rows[y[rows] == 0]
+    keep = max(SUBSAMPLE_ROWS - len(positive), 1)
+    if keep >= len(negative):
+        return rows, None
+    sampled = np.sort(rng.choice(negative, keep, replace=False))
+    chosen = np.concatenate([positive, sampled])
+    order = np.argsort(chosen)
+    weight = np.concatenate([np.ones(len(positive)), np.full(keep, len(negative) / keep)])
+    return chosen[order], weight[order]
+
+
+def _weights(times: np.ndarray | None, rows: np.ndarray, weight: np.ndarray | None, recency: bool):
+    """Row weights: the subsampling weights, times a halving every ``RECENCY_HALF_LIFE`` of the span when asked."""
+    if not recency:
+        return weight
+    at = times[rows]
+    span = max(int(at.max() - at.min()), 1)
+    decay = 0.5 ** ((at.max() - at) / (RECENCY_HALF_LIFE * span))
+    return decay if weight is None else decay * weight
+
+
+def _tune(X, y, validation, fit_rows, fit_weight, config: TrainingConfig, numeric, categorical) -> dict:
+    tuned = {}
+    if {"lightgbm", "blend"} & set(config.candidates):
+        tuned["lightgbm"] = LightGBMCandidate(lightgbm_params(len(fit_rows), config.seed)).tune(
+            X.iloc[fit_rows], y[fit_rows], X.iloc[validation], y[validation], fit_weight
+        )
+    if {"logistic", "blend"} & set(config.candidates):
+        tuned["logistic"] = LogisticCandidate(numeric, categorical, seed=config.seed).tune(
+            X.iloc[fit_rows], y[fit_rows], X.iloc[validation], y[validation], fit_weight
+        )
+    return tuned
+
+
+def _mean_chunk_auc(margins: list[np.ndarray], chunk_y: list[np.ndarray]) -> float:
+    """Mean over chunks of each chunk's AUC; a chunk of a single outcome tells nothing and is skipped."""
+    values = [roc_auc_score(y, m) for m, y in zip(margins, chunk_y) if 0 < y.sum() < len(y)]
+    return float(np.mean(values)) if values else 0.5
+
+
+def _choose_recency(margins: dict, chunk_y: list[np.ndarray], tuned: dict) -> dict[str, bool]:
+    """Weight recent rows more for a candidate only where it ranks the walk-forward chunks better."""
+    chosen = {}
+    for name in tuned:
+        plain = _mean_chunk_auc(margins[(name, False)], chunk_y)
+        recent = _mean_chunk_auc(margins[(name, True)], chunk_y) if (name, True) in margins else -1.0
+        chosen[name] = recent > plain + SIMPLER_WINS_WITHIN
+    return chosen
+
+
+def _blend(candidates: dict, weight: float) -> list[np.ndarray]:
+    return [weight * a + (1 - weight) * b for a, b in zip(candidates["lightgbm"], candidates["logistic"])]
+
+
+def _candidate_weights(candidates: dict, chunk_y, config: TrainingConfig) -> dict[str, dict[str, float]]:
+    """Each candidate as member weights; the blend weight is the one ranking the chunks best."""
+    weights = {name: {name: 1.0} for name in candidates if name in config.candidates}
+    if "blend" in config.candidates and {"lightgbm", "logistic"} <= set(candidates):
+        best = max(BLEND_WEIGHTS, key=lambda w: _mean_chunk_auc(_blend(candidates, w), chunk_y))
+        weights["blend"] = {"lightgbm": float(best), "logistic": float(round(1 - best, 1))}
+    return weights
+
+
+def _validation_table(weights: dict, candidates: dict, chunk_y, recency: dict, seed: int) -> pd.DataFrame:
+    """Candidates ranked by mean chunk AUC; a blend must beat its best member by a margin to win."""
+    rows = {}
+    y = np.concatenate(chunk_y)
+    for name, members in weights.items():
+        per_chunk = [sum(w * candidates[m][i] for m, w in members.items()) for i in range(len(chunk_y))]
+        margin = np.concatenate(per_chunk)
+        calibrator = Calibrator(seed=seed).fit(margin, y)
+        rows[name] = {
+            "roc_auc": _mean_chunk_auc(per_chunk, chunk_y),
+            "chunk_auc": ", ".join(f"{roc_auc_score(cy, m):.3f}" if 0 < cy.sum() < len(cy) else "—"
+                                   for m, cy in zip(per_chunk, chunk_y)),
+            "pr_auc": scoring.probability_metrics(y, calibrator.predict(margin))["pr_auc"],
+            "calibrated_brier": min(calibrator.cv_brier_.values()) if calibrator.cv_brier_ else np.nan,
+            "recent_rows_weighted": "yes" if any(recency[m] for m in members) else "no",
+            "weights": ", ".join(f"{m} {w:.1f}" for m, w in members.items()),
+        }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table["selection_score"] = table["roc_auc"] - np.where(table.index == "blend", SIMPLER_WINS_WITHIN, 0.0)
+    return table.sort_values("selection_score", ascending=False)
+
+
+def _evaluate(model, table, X, y, split, numeric, categorical, rules):
+    """Model, plain logistic regression and hand-set points on the held-out rows."""
+    train, test = split.training, split.test
+    scores = {"leadscore model": model.calibrator.predict(np.sum([m.margin(X.iloc[test]) for m in model.members], axis=0))}
+    notes = []
+    plain = LogisticCandidate(numeric, categorical, strength=1.0, log_skewed=False)
+    scores["Logistic regression"] = plain.probability(plain.fit(X.iloc[train], y[train]), X.iloc[test])
+    points = None
+    if rules is not None:
+        missing = [rule.feature for rule in rules.rules if rule.feature not in table.frame.columns]
+        if missing:
+            notes.append(f"Hand-set scoring '{rules.name}' skipped: the table has no {', '.join(sorted(set(missing)))}.")
+        else:
+            all_points = rules.score(table.frame)
+            # Points are not probabilities: a logistic fit on the training rows maps them to a conversion rate.
+            mapping = LogisticRegression(C=1e6).fit(all_points[train].reshape(-1, 1), y[train])
+            points = all_points[test]
+            scores["Hand-set points"] = mapping.predict_proba(points.reshape(-1, 1))[:, 1]
+    y_test = y[test]
+    rows, lift, deciles, reliability, gains = {}, {}, {}, {}, {}
+    for name, probability in scores.items():
+        ranking = points if name == "Hand-set points" else probability
+        rows[name] = {**scoring.probability_metrics(y_test, probability), **scoring.ranking_metrics(y_test, ranking)}
+        lift[name] = scoring.lift_table(y_test, ranking)
+        deciles[name] = scoring.decile_table(y_test, ranking)
+        reliability[name] = scoring.reliability_curve(y_test, probability)
+        gains[name] = scoring.gains_curve(y_test, ranking)
+    held_out = table.frame.iloc[test].reset_index(drop=True).copy()
+    for name, probability in scores.items():
+        held_out[f"score: {name}"] = probability
+    if points is not None:
+        held_out["score: Hand-set points (raw)"] = points
+    evaluation = Evaluation(pd.DataFrame.from_dict(rows, orient="index"), lift, deciles, reliability, gains)
+    return held_out, evaluation, notes
+
