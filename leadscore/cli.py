@@ -50,6 +50,45 @@ ForceOption = Annotated[
 ]
 
 
+def _flat_roles(id, target, time_column, drop, na_value, fit, positive):
+    from leadscore.features.flat import ColumnRoles
+
+    if id is None or target is None:
+        raise LeadscoreError("A flat table needs --id COLUMN and --target COLUMN.")
+    return ColumnRoles(
+        id=id,
+        target=target,
+        time=time_column,
+        drop=tuple(drop or ()),
+        na_values=tuple(na_value or ()),
+        fit=tuple(fit or ()),
+        positive=positive,
+    )
+
+
+IdOption = Annotated[Optional[str], typer.Option("--id", help="Flat table: the lead id column.")]
+TargetOption = Annotated[Optional[str], typer.Option(help="Flat table: the outcome column.")]
+TimeOption = Annotated[
+    Optional[str], typer.Option("--time", help="Flat table: a date column, for forward-in-time splits.")
+]
+DropOption = Annotated[Optional[list[str]], typer.Option(help="Flat table: a column to leave out (repeat the option).")]
+NaValueOption = Annotated[
+    Optional[list[str]], typer.Option(help="Flat table: a value meaning missing, e.g. Select (repeatable).")
+]
+FitOption = Annotated[
+    Optional[list[str]],
+    typer.Option(help="Flat table: a column describing who the lead is (repeatable); the rest is engagement."),
+]
+PositiveOption = Annotated[
+    Optional[str], typer.Option(help="Flat table: the target value meaning converted, when not 1/yes/true.")
+]
+ModelNameOption = Annotated[str, typer.Option(help="Name of the model in the MLflow registry.")]
+TrackingOption = Annotated[
+    Optional[str],
+    typer.Option(help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db.", show_default=False),
+]
+
+
 def user_errors(command):
     """Print a user error as one line and exit with status 2; leave bugs their traceback."""
 
@@ -211,44 +250,22 @@ def features(
     data: Annotated[
         Optional[Path], typer.Option(help="Read a flat table (CSV or Parquet, one row per lead) instead of the CRM.")
     ] = None,
-    id: Annotated[Optional[str], typer.Option("--id", help="Flat table: the lead id column.")] = None,
-    target: Annotated[Optional[str], typer.Option(help="Flat table: the outcome column.")] = None,
-    time_column: Annotated[
-        Optional[str], typer.Option("--time", help="Flat table: a date column, for forward-in-time splits.")
-    ] = None,
-    drop: Annotated[
-        Optional[list[str]], typer.Option(help="Flat table: a column to leave out (repeat the option).")
-    ] = None,
-    na_value: Annotated[
-        Optional[list[str]], typer.Option(help="Flat table: a value meaning missing, e.g. Select (repeatable).")
-    ] = None,
-    fit: Annotated[
-        Optional[list[str]],
-        typer.Option(help="Flat table: a column describing who the lead is (repeatable); the rest is engagement."),
-    ] = None,
-    positive: Annotated[
-        Optional[str], typer.Option(help="Flat table: the target value meaning converted, when not 1/yes/true.")
-    ] = None,
+    id: IdOption = None,
+    target: TargetOption = None,
+    time_column: TimeOption = None,
+    drop: DropOption = None,
+    na_value: NaValueOption = None,
+    fit: FitOption = None,
+    positive: PositiveOption = None,
 ) -> None:
     """Write a point-in-time feature table with labels, from the CRM or from a flat lead table."""
     from leadscore.pipelines.snapshot import SnapshotPolicy, snapshot_from_crm
 
     began = time.perf_counter()
     if data is not None:
-        from leadscore.features.flat import ColumnRoles, load_flat_table
+        from leadscore.features.flat import load_flat_table
 
-        if id is None or target is None:
-            raise LeadscoreError("A flat table needs --id COLUMN and --target COLUMN.")
-        roles = ColumnRoles(
-            id=id,
-            target=target,
-            time=time_column,
-            drop=tuple(drop or ()),
-            na_values=tuple(na_value or ()),
-            fit=tuple(fit or ()),
-            positive=positive,
-        )
-        table = load_flat_table(data, roles)
+        table = load_flat_table(data, _flat_roles(id, target, time_column, drop, na_value, fit, positive))
     else:
         try:
             chosen = SnapshotPolicy(policy)
@@ -267,6 +284,166 @@ def features(
         console.print(f"Note: {note}", style="yellow")
 
 
+def _number(value: float, digits: int = 3) -> str:
+    return "—" if pd.isna(value) else f"{value:.{digits}f}"
+
+
+def print_training(result) -> None:
+    """The validation choice and the held-out comparison, in marketer's notation."""
+    console.print(f"Split: {result.split.description}.")
+    choice = Table(
+        title="Candidates on the walk-forward validation slice (each chunk predicted by a model of its past)",
+        title_justify="left",
+    )
+    for header in ("Candidate", "Mean chunk AUC", "AUC per chunk", "PR AUC", "Brier (calibrated)", "Recent rows weighted", "Weights"):
+        choice.add_column(header, justify="right" if header in ("Mean chunk AUC", "PR AUC", "Brier (calibrated)") else "left")
+    for name, row in result.validation.iterrows():
+        chosen = " (chosen)" if name == result.validation.index[0] else ""
+        choice.add_row(f"{name}{chosen}", _number(row.roc_auc), row.chunk_auc, _number(row.pr_auc),
+                       _number(row.calibrated_brier, 4), row.recent_rows_weighted, row.weights)
+    console.print(choice)
+    metrics = result.evaluation.metrics
+    held = Table(
+        title=f"Held-out leads: {int(metrics.iloc[0].rows):,} rows, {int(metrics.iloc[0].positives):,} converted "
+        f"({metrics.iloc[0].base_rate:.1%})",
+        title_justify="left",
+    )
+    held.add_column("")
+    for name in metrics.index:
+        held.add_column(name, justify="right")
+    lines = [
+        ("ROC AUC", "roc_auc", _number), ("PR AUC", "pr_auc", _number), ("Brier score", "brier", lambda v: _number(v, 4)),
+        ("Log loss", "log_loss", lambda v: _number(v, 4)), ("Calibration error (ECE)", "ece", lambda v: _percent(v)),
+        ("Lift, top 5%", "lift_top_5", lambda v: _number(v, 2)), ("Lift, top 10%", "lift_top_10", lambda v: _number(v, 2)),
+        ("Lift, top 20%", "lift_top_20", lambda v: _number(v, 2)),
+        ("Conversions captured, top 10%", "capture_top_10", _percent),
+    ]
+    for label, key, show in lines:
+        held.add_row(label, *(show(metrics.loc[name, key]) for name in metrics.index))
+    console.print(held)
+    model = result.model
+    console.print(
+        f"Model: {model.kind} ({', '.join(f'{k} {v:.1f}' for k, v in model.summary['weights'].items())}), "
+        f"{model.summary['calibration']} calibration, {len(model.features)} features."
+    )
+    for note in result.notes:
+        console.print(f"Note: {note}", style="yellow")
+
+
+@app.command()
+@user_errors
+def train(
+    crm: CrmOption = None,
+    data: Annotated[Optional[Path], typer.Option(help="Train on a flat table (CSV or Parquet) instead of the CRM.")] = None,
+    table: Annotated[
+        Optional[Path], typer.Option(help="Train on a feature table written by `leadscore features`.")
+    ] = None,
+    id: IdOption = None,
+    target: TargetOption = None,
+    time_column: TimeOption = None,
+    drop: DropOption = None,
+    na_value: NaValueOption = None,
+    fit: FitOption = None,
+    positive: PositiveOption = None,
+    horizon_days: Annotated[
+        int, typer.Option(help="CRM: converted means became a customer within this many days of the cutoff.", min=1)
+    ] = 90,
+    cutoff_every: Annotated[int, typer.Option(help="CRM: months between two training cutoffs.", min=1)] = 1,
+    rules: Annotated[
+        Optional[Path],
+        typer.Option(help="YAML file of hand-set points to compare with. Default for a CRM: the simulated CRM's rules."),
+    ] = None,
+    min_positives: Annotated[int, typer.Option(help="Refuse to train with fewer converted leads.", min=1)] = 100,
+    allow_leaky: Annotated[
+        Optional[list[str]],
+        typer.Option(help="Use this feature even if it looks like leakage (repeatable)."),
+    ] = None,
+    exclude: Annotated[Optional[list[str]], typer.Option(help="Leave out this feature (repeatable).")] = None,
+    candidates: Annotated[
+        str, typer.Option(help="Comma-separated candidates to compare: lightgbm, logistic, blend.")
+    ] = "lightgbm,logistic,blend",
+    seed: Annotated[int, typer.Option(help="Random seed: same data and seed give the same model.")] = 42,
+    model_name: ModelNameOption = "leadscore",
+    tracking_uri: TrackingOption = None,
+    report: Annotated[
+        Optional[Path], typer.Option(help="Also write metrics.json and the plots to this folder.")
+    ] = None,
+) -> None:
+    """Train a calibrated conversion model, compare it with the baselines, and register it in MLflow as challenger."""
+    from leadscore.models.rules import HandSetScoring
+    from leadscore.pipelines.tracking import log_training
+    from leadscore.pipelines.train import TrainingConfig, crm_training_table, train_model
+
+    sources = [option for option, value in (("--crm", crm), ("--data", data), ("--table", table)) if value is not None]
+    if len(sources) > 1:
+        raise LeadscoreError(f"Train on one source at a time: {' and '.join(sources)} were both given.")
+    config = TrainingConfig(
+        horizon_days=horizon_days,
+        min_positives=min_positives,
+        allow_leaky=tuple(allow_leaky or ()),
+        exclude=tuple(exclude or ()),
+        candidates=tuple(c.strip() for c in candidates.split(",") if c.strip()),
+        seed=seed,
+    )
+    with RichProgress(console) as progress:
+        if data is not None:
+            from leadscore.features.flat import load_flat_table
+
+            feature_table = load_flat_table(data, _flat_roles(id, target, time_column, drop, na_value, fit, positive))
+        elif table is not None:
+            from leadscore.features.table import FeatureTable
+
+            feature_table = FeatureTable.read_parquet(table)
+        else:
+            from leadscore.crm.history import load_history
+
+            history = load_history(_engine(crm), progress=progress)
+            feature_table = crm_training_table(history, horizon_days, cutoff_every, progress=progress)
+        scoring = HandSetScoring.from_yaml(rules) if rules else (HandSetScoring.default() if data is None else None)
+        result = train_model(feature_table, config, scoring, progress)
+        logged = log_training(result, model_name, tracking_uri, report, progress)
+    print_training(result)
+    console.print(
+        f"Logged run {logged.run_id} to {logged.tracking_uri}; registered {logged.model_name} version "
+        f"{logged.version} as challenger ({logged.model_uri})."
+        + (f" Report files in {report}." if report else "")
+    )
+
+
+@app.command()
+@user_errors
+def promote(
+    model_name: ModelNameOption = "leadscore",
+    metric: Annotated[str, typer.Option(help="Held-out metric the challenger must improve: pr_auc or roc_auc.")] = "pr_auc",
+    rollback: Annotated[bool, typer.Option("--rollback", help="Point champion back to the previous champion.")] = False,
+    tracking_uri: TrackingOption = None,
+) -> None:
+    """Make the challenger the champion if it beats it on the newest held-out leads and is not worse calibrated."""
+    from leadscore.pipelines import tracking
+
+    decision = tracking.rollback(model_name, tracking_uri) if rollback else tracking.promote(model_name, metric, tracking_uri)
+    console.print(decision.message, style="green" if decision.promoted else "yellow")
+
+
+@app.command()
+@user_errors
+def predict(
+    data: Annotated[Path, typer.Option(help="Flat file (CSV or Parquet) with the model's feature columns and lead id.")],
+    out: Annotated[Path, typer.Option(help="Where to write the id and probability of every row (.csv or .parquet).")],
+    model: Annotated[
+        str, typer.Option(help="Model URI: models:/leadscore@champion, models:/leadscore/3 or runs:/RUN_ID/model.")
+    ] = "models:/leadscore@champion",
+    tracking_uri: TrackingOption = None,
+) -> None:
+    """Write the calibrated probability of conversion of every row of a file."""
+    from leadscore.pipelines.predict import predict_file
+
+    scored = predict_file(model, data, out, tracking_uri)
+    console.print(
+        f"Scored {len(scored):,} rows with {model}: mean probability {scored['probability'].mean():.1%}; wrote {out}."
+    )
+
+
 @app.command()
 @user_errors
 def demo(
@@ -274,18 +451,22 @@ def demo(
     leads: Annotated[int, typer.Option(help="Number of leads to simulate.", min=100)] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
 ) -> None:
-    """Simulate a CRM in DIR/crm.db and print its funnel per channel."""
+    """Simulate a CRM in DIR/crm.db, print its funnel, train a model on it and register it in DIR/mlflow.db."""
     from leadscore.pipelines.demo import run_demo
 
     began = time.perf_counter()
     with RichProgress(console) as progress:
         result = run_demo(directory, leads=leads, seed=seed, progress=progress)
     if result.replaced:
-        console.print(f"Replaced the previous demo CRM {result.crm_file}.", style="dim")
+        console.print(f"Replaced the previous demo in {directory}.", style="dim")
     _print_rows(result.summary.rows)
     print_funnel(result.funnel)
+    print_training(result.training)
+    console.print(result.promotion.message, style="green")
+    store = result.logged.tracking_uri
     console.print(
-        f"Demo CRM: {result.crm_file} (sqlite:///{result.crm_file}); done in {time.perf_counter() - began:.1f} s."
+        f"Demo CRM: sqlite:///{result.crm_file}; MLflow store: {store} (browse it with `mlflow ui --backend-store-uri "
+        f"{store}`); plots and metrics.json in {result.logged.artifacts}. Done in {time.perf_counter() - began:.0f} s."
     )
 
 

@@ -1,7 +1,8 @@
-"""Stage: the one-command demo on an embedded SQLite CRM."""
+"""Stage: the one-command demo on an embedded SQLite CRM and a local MLflow store."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,10 @@ from leadscore.crm.database import connect
 from leadscore.crm.funnel import funnel_by_channel
 from leadscore.crm.history import load_history
 from leadscore.crm.simulator import SimulationConfig
+from leadscore.models.rules import HandSetScoring
 from leadscore.pipelines.simulate import SimulationSummary, simulate_into_crm
+from leadscore.pipelines.tracking import Decision, LoggedRun, log_training, promote
+from leadscore.pipelines.train import TrainingConfig, TrainingResult, crm_training_table, train_model
 from leadscore.progress import Progress
 
 DEFAULT_DIRECTORY = Path("leadscore-demo")
@@ -23,6 +27,9 @@ class DemoResult:
     replaced: bool
     summary: SimulationSummary
     funnel: pd.DataFrame
+    training: TrainingResult
+    logged: LoggedRun
+    promotion: Decision
 
 
 def run_demo(
@@ -31,16 +38,32 @@ def run_demo(
     seed: int = 42,
     progress: Progress = Progress(),
 ) -> DemoResult:
-    """Simulate a CRM into ``directory/crm.db`` (replacing the demo's own earlier file) and read its funnel back."""
+    """Simulate a CRM into ``directory/crm.db``, read its funnel, train a model and make it champion.
+
+    The demo owns ``directory``: its CRM and MLflow store are replaced on every run.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     crm_file = directory / "crm.db"
     replaced = crm_file.exists()
-    for leftover in (crm_file, crm_file.with_name("crm.db-wal"), crm_file.with_name("crm.db-shm")):
-        leftover.unlink(missing_ok=True)
+    for name in ("crm.db", "crm.db-wal", "crm.db-shm", "mlflow.db"):
+        (directory / name).unlink(missing_ok=True)
+    shutil.rmtree(directory / "mlruns", ignore_errors=True)
     engine = connect(str(crm_file))
     try:
         summary = simulate_into_crm(engine, SimulationConfig(leads=leads, seed=seed), progress=progress)
-        funnel = funnel_by_channel(load_history(engine, progress=progress))
+        history = load_history(engine, progress=progress)
     finally:
         engine.dispose()
-    return DemoResult(crm_file=crm_file, replaced=replaced, summary=summary, funnel=funnel)
+    table = crm_training_table(history, progress=progress)
+    training = train_model(table, TrainingConfig(seed=seed), HandSetScoring.default(), progress)
+    store = f"sqlite:///{(directory / 'mlflow.db').resolve()}"
+    logged = log_training(training, uri=store, report_folder=directory / "report", progress=progress)
+    return DemoResult(
+        crm_file=crm_file,
+        replaced=replaced,
+        summary=summary,
+        funnel=funnel_by_channel(history),
+        training=training,
+        logged=logged,
+        promotion=promote(uri=store),
+    )

@@ -130,10 +130,13 @@ def test_bad_crm_urls_are_user_errors(tmp_path):
     _user_error(run("crm", "init", "--crm", str(tmp_path / "no" / "such" / "crm.db")), "does not exist")
 
 
-def test_demo_prints_the_funnel_per_channel(tmp_path):
-    result = run("demo", "--dir", tmp_path / "demo", "--leads", 600)
+def test_demo_prints_the_funnel_and_the_model_against_the_baselines(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "crm.db").write_text("an earlier demo")
+    result = run("demo", "--dir", tmp_path / "demo", "--leads", 6_000, "--seed", 3)
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    for fragment in ("Lead→MQL", "MQL→SQL", "SQL→Opp.", "Opp.→Customer", "Cost / MQL", "Cost / SQL", "E-book", "All channels"):
+    for fragment in ("Replaced the previous demo", "Lead→MQL", "MQL→SQL", "Cost / MQL", "Cost / SQL", "E-book",
+                     "All channels", "Held-out leads", "Hand-set points", "Lift, top 10%", "first champion"):
         assert fragment in text
-    assert (tmp_path / "demo" / "crm.db").exists()

@@ -115,10 +115,12 @@ def test_snapshot_of_an_empty_crm_says_so(crm_url):
         snapshot_from_crm(engine, SnapshotPolicy.AT_MQL)
 
 
-def test_demo_writes_its_crm_and_reports_the_funnel(tmp_path):
-    result = run_demo(tmp_path / "demo", leads=1_000, seed=1)
+def test_demo_simulates_trains_and_promotes_a_champion(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run_demo(tmp_path / "demo", leads=6_000, seed=3)
     assert result.crm_file.exists() and not result.replaced
-    assert result.funnel.set_index("channel").loc["total", "leads"] == 1_000
-    again = run_demo(tmp_path / "demo", leads=1_000, seed=1)
-    assert again.replaced
-    assert again.funnel.equals(result.funnel)
+    assert result.funnel.set_index("channel").loc["total", "leads"] == 6_000
+    assert result.promotion.promoted and result.logged.version == "1"
+    assert (tmp_path / "demo" / "mlflow.db").exists() and (tmp_path / "demo" / "mlruns").is_dir()
+    assert (tmp_path / "demo" / "report" / "metrics.json").exists()
+    assert not (tmp_path / "mlruns").exists()  # nothing lands in the working directory

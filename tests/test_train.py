@@ -73,6 +73,13 @@ def test_sales_side_features_are_left_out_and_said_so(result):
     assert any("8 sales-side features" in note and "calls_7d" in note for note in result.notes)
 
 
+def test_a_sales_side_feature_is_used_only_when_allowed_by_name(table):
+    allowed = train_model(table, TrainingConfig(allow_leaky=("calls_ever",), candidates=("logistic",)))
+    assert "calls_ever" in allowed.model.features
+    assert not {"calls_7d", "meetings_ever"} & set(allowed.model.features)
+    assert any("7 sales-side features" in note for note in allowed.notes)
+
+
 def test_the_model_ranks_and_is_calibrated_on_held_out_leads(result):
     model = result.evaluation.metrics.loc["leadscore model"]
     assert model["roc_auc"] > 0.85

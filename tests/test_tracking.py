@@ -1,0 +1,173 @@
+"""MLflow tracking and registry: each test works in its own store under a temporary folder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from leadscore.cli import app
+from leadscore.errors import LeadscoreError
+from leadscore.features.flat import ColumnRoles, flat_feature_table
+from leadscore.pipelines import tracking
+from leadscore.pipelines.predict import predict_file
+from leadscore.pipelines.train import TrainingConfig, train_model
+
+
+def _leads(n: int = 3_000, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    visits = rng.poisson(3, n)
+    source = rng.choice(["ads", "seo", "event", "partner"], n)
+    logit = -3 + 0.5 * visits + np.where(source == "partner", 1.5, 0.0)
+    won = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return pd.DataFrame({"lead": [f"L{i}" for i in range(n)], "visits": visits, "source": source,
+                         "region": rng.choice(["north", "south"], n), "won": won})
+
+
+@pytest.fixture(scope="module")
+def table():
+    return flat_feature_table(_leads(), ColumnRoles(id="lead", target="won", fit=("region",)))
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def _train(table, **config):
+    return train_model(table, TrainingConfig(min_positives=50, candidates=("logistic",), **config))
+
+
+def test_a_run_logs_everything_and_registers_a_challenger(table, store, tmp_path):
+    result = _train(table)
+    logged = tracking.log_training(result, "leads", store)
+    assert logged.version == "1"
+    import mlflow
+
+    client = mlflow.MlflowClient(store)
+    run = client.get_run(logged.run_id)
+    assert run.data.params["model.kind"] == "logistic"
+    assert run.data.params["data.rows"] == str(len(table.frame))
+    assert len(run.data.params["data.schema_hash"]) == 16
+    assert run.data.metrics["held_out.model.roc_auc"] > 0.7
+    assert "held_out.logistic_baseline.brier" in run.data.metrics
+    assert "validation.logistic.roc_auc" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(logged.run_id, "evaluation")}
+    assert {"evaluation/metrics.json", "evaluation/reliability.png", "evaluation/gains.png",
+            "evaluation/feature_registry.csv", "evaluation/holdout.parquet"} <= artifacts
+    metrics = json.loads(client.download_artifacts(logged.run_id, "evaluation/metrics.json", str(tmp_path)) and
+                         (tmp_path / "metrics.json").read_text())
+    assert set(metrics["held_out"]) == {"leadscore model", "Logistic regression"}
+    assert str(client.get_model_version_by_alias("leads", "challenger").version) == "1"
+    assert (tmp_path / "mlruns").is_dir()  # artifacts live beside the SQLite store
+
+
+def test_the_logged_pyfunc_is_the_trained_model(table, store):
+    result = _train(table)
+    logged = tracking.log_training(result, "leads", store)
+    import mlflow
+
+    pyfunc = mlflow.pyfunc.load_model("models:/leads@challenger")
+    inputs = {entry.name: entry.type.name for entry in pyfunc.metadata.signature.inputs}
+    assert inputs == {"visits": "double", "source": "string", "region": "string"}
+    raw = result.model.raw_input(table.frame.head(50))
+    np.testing.assert_allclose(pyfunc.predict(raw)["probability"], result.model.predict_proba(table.frame.head(50)))
+    loaded = tracking.load_model(logged.model_uri, store)
+    np.testing.assert_array_equal(loaded.predict_proba(table.frame), result.model.predict_proba(table.frame))
+
+
+def test_promote_only_a_better_challenger_and_roll_back(table, store):
+    weak = _train(table, exclude=("visits",))
+    tracking.log_training(weak, "leads", store)
+    first = tracking.promote("leads", uri=store)
+    assert first.promoted and "first champion" in first.message
+
+    strong = _train(table)
+    tracking.log_training(strong, "leads", store)
+    second = tracking.promote("leads", uri=store)
+    assert second.promoted and "Promoted version 2 over version 1" in second.message
+    assert second.challenger["metric"] > second.champion["metric"]
+
+    tracking.log_training(weak, "leads", store)
+    third = tracking.promote("leads", uri=store)
+    assert not third.promoted and "does not score better" in third.message
+
+    import mlflow
+
+    client = mlflow.MlflowClient(store)
+    assert str(client.get_model_version_by_alias("leads", "champion").version) == "2"
+    back = tracking.rollback("leads", store)
+    assert back.promoted and str(client.get_model_version_by_alias("leads", "champion").version) == "1"
+    with pytest.raises(LeadscoreError, match="no earlier champion"):
+        tracking.rollback("leads", store)
+
+
+def test_a_better_but_worse_calibrated_challenger_is_not_promoted(table, store, monkeypatch):
+    result = _train(table)
+    tracking.log_training(result, "leads", store)
+    tracking.promote("leads", uri=store)
+    tracking.log_training(result, "leads", store)
+    scores = iter([{"metric": 0.9, "ece": 0.05, "brier": 0.1}, {"metric": 0.8, "ece": 0.01, "brier": 0.1}])
+    monkeypatch.setattr(tracking, "_score", lambda model, held_out, metric: next(scores))
+    decision = tracking.promote("leads", uri=store)
+    assert not decision.promoted and "worse calibrated" in decision.message
+
+
+def test_promote_without_a_challenger_says_what_to_do(store):
+    with pytest.raises(LeadscoreError, match="run `leadscore train` first"):
+        tracking.promote("nothing", uri=store)
+
+
+def test_predict_writes_the_id_and_probability_of_every_row(table, store, tmp_path):
+    result = _train(table)
+    logged = tracking.log_training(result, "leads", store)
+    fresh = _leads(n=200, seed=5).drop(columns=["won"])
+    fresh.loc[0, "source"] = "a channel never seen"
+    fresh.to_csv(tmp_path / "new.csv", index=False)
+    scored = predict_file(logged.model_uri, tmp_path / "new.csv", tmp_path / "scores.csv", store)
+    written = pd.read_csv(tmp_path / "scores.csv")
+    assert list(written.columns) == ["lead", "probability"]
+    assert len(written) == 200 and written["probability"].between(0, 1).all()
+    np.testing.assert_allclose(written["probability"], scored["probability"])
+    with pytest.raises(LeadscoreError, match="has no column 'lead'"):
+        fresh.drop(columns=["lead"]).to_csv(tmp_path / "no_id.csv", index=False)
+        predict_file(logged.model_uri, tmp_path / "no_id.csv", tmp_path / "s.csv", store)
+    with pytest.raises(LeadscoreError, match="write .csv or .parquet"):
+        predict_file(logged.model_uri, tmp_path / "new.csv", tmp_path / "scores.txt", store)
+    with pytest.raises(LeadscoreError, match="Cannot load the model"):
+        predict_file("models:/leads/99", tmp_path / "new.csv", tmp_path / "s.csv", store)
+
+
+def test_train_promote_and_predict_from_the_command_line(store, tmp_path):
+    runner = CliRunner()
+    _leads().to_csv(tmp_path / "leads.csv", index=False)
+    common = ["--tracking-uri", store]
+    trained = runner.invoke(app, ["train", "--data", str(tmp_path / "leads.csv"), "--id", "lead", "--target", "won",
+                                  "--min-positives", "50", "--model-name", "leads", "--report", str(tmp_path / "report"), *common])
+    assert trained.exit_code == 0, trained.output
+    text = " ".join(trained.output.split())
+    for fragment in ("Candidates on the walk-forward validation slice", "Held-out leads", "Logistic regression",
+                     "Lift, top 10%", "registered leads version 1 as challenger", "stratified"):
+        assert fragment in text
+    assert (tmp_path / "report" / "gains.png").exists()
+    promoted = runner.invoke(app, ["promote", "--model-name", "leads", *common])
+    assert promoted.exit_code == 0 and "first champion" in promoted.output
+    _leads(n=50, seed=9).drop(columns=["won"]).to_parquet(tmp_path / "new.parquet")
+    predicted = runner.invoke(app, ["predict", "--data", str(tmp_path / "new.parquet"), "--out", str(tmp_path / "s.parquet"),
+                                    "--model", "models:/leads@champion", *common])
+    assert predicted.exit_code == 0, predicted.output
+    assert len(pd.read_parquet(tmp_path / "s.parquet")) == 50
+    flat_feature_table(_leads(seed=4), ColumnRoles(id="lead", target="won")).to_parquet(tmp_path / "table.parquet")
+    from_table = runner.invoke(app, ["train", "--table", str(tmp_path / "table.parquet"), "--min-positives", "50",
+                                     "--model-name", "leads", "--candidates", "logistic", *common])
+    assert from_table.exit_code == 0 and "version 2 as challenger" in " ".join(from_table.output.split())
+    both = runner.invoke(app, ["train", "--table", str(tmp_path / "table.parquet"), "--data", str(tmp_path / "leads.csv"), *common])
+    assert both.exit_code == 2 and "one source at a time" in both.output
+    _leads(n=150).to_csv(tmp_path / "small.csv", index=False)
+    refused = runner.invoke(app, ["train", "--data", str(tmp_path / "small.csv"), "--id", "lead", "--target", "won", *common])
+    assert refused.exit_code == 2 and "Traceback" not in refused.output and "--min-positives" in refused.output
