@@ -8,17 +8,17 @@ raw margin (log-odds): calibration turns it into a probability later.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import StandardScaler
 from sklearn.base import BaseEstimator, TransformerMixin
 
 MAX_TREES = 3_000
@@ -106,6 +106,61 @@ class SkewedLog(TransformerMixin, BaseEstimator):
         return np.asarray(input_features, dtype=object)
 
 
+class MissingAsMedian(TransformerMixin, BaseEstimator):
+    """Missing numbers become the column's median, plus a 0/1 column saying so for columns that had gaps.
+
+    "Never visited the pricing page" is information: the flag keeps it after imputation.
+    (Written out because scikit-learn's median imputer is fifty times slower on large frames.)
+    """
+
+    def fit(self, X, y=None):
+        values = np.asarray(X, dtype=float)
+        missing = np.isnan(values)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column has no median: 0 then
+            self.medians_ = np.nan_to_num(np.nanmedian(values, axis=0), nan=0.0)
+        self.flagged_ = missing.any(axis=0)
+        return self
+
+    def transform(self, X):
+        values = np.array(X, dtype=float, copy=True)
+        missing = np.isnan(values)
+        rows, columns = np.nonzero(missing)
+        values[rows, columns] = self.medians_[columns]
+        return np.hstack([values, missing[:, self.flagged_].astype(float)])
+
+    def get_feature_names_out(self, input_features=None):
+        names = np.asarray(input_features, dtype=object)
+        return np.r_[names, [f"{name} missing" for name in names[self.flagged_]]]
+
+
+class LevelIndicators(TransformerMixin, BaseEstimator):
+    """One 0/1 column per category level (and one for missing), straight from pandas category codes.
+
+    The encoder has already fixed each column's levels, so there is nothing
+    to learn here but their names.
+    """
+
+    def fit(self, X, y=None):
+        self.levels_ = {column: list(X[column].cat.categories) for column in X.columns}
+        return self
+
+    def transform(self, X):
+        blocks = []
+        for column, levels in self.levels_.items():
+            codes = X[column].cat.codes.to_numpy()
+            block = np.zeros((len(X), len(levels) + 1))
+            block[np.arange(len(X)), codes + 1] = 1.0  # code -1 (missing) lands in the first column
+            blocks.append(block)
+        return np.hstack(blocks) if blocks else np.zeros((len(X), 0))
+
+    def get_feature_names_out(self, input_features=None):
+        return np.array(
+            [f"{column}={level}" for column, levels in self.levels_.items() for level in ("(missing)", *levels)],
+            dtype=object,
+        )
+
+
 @dataclass(frozen=True)
 class LogisticCandidate:
     """L2-regularised logistic regression: log of skewed counts, median-imputed with missing flags, one-hot levels."""
@@ -117,46 +172,37 @@ class LogisticCandidate:
     name: str = "logistic"
     strengths: tuple[float, ...] = field(default=LOGISTIC_STRENGTHS)
     log_skewed: bool = True  # False gives the plain one-hot logistic regression used as a baseline
+    solver: str = "newton-cholesky"  # the baseline keeps scikit-learn's default, lbfgs, as teams run it
 
     def pipeline(self, strength: float) -> Pipeline:
         steps = [SkewedLog()] if self.log_skewed else []
-        numeric = make_pipeline(*steps, SimpleImputer(strategy="median", add_indicator=True), StandardScaler())
-        categorical = make_pipeline(
-            SimpleImputer(strategy="constant", fill_value="(missing)"),
-            OneHotEncoder(handle_unknown="ignore"),
-        )
+        numeric = make_pipeline(*steps, MissingAsMedian(), StandardScaler())
         columns = ColumnTransformer(
-            [("numeric", numeric, list(self.numeric)), ("categorical", categorical, list(self.categorical))],
+            [("numeric", numeric, list(self.numeric)), ("categorical", LevelIndicators(), list(self.categorical))],
             sparse_threshold=0.0,
         )
-        return Pipeline(
-            [("columns", columns), ("model", LogisticRegression(C=strength, max_iter=2_000, random_state=self.seed))]
-        )
+        # Newton-Cholesky suits many rows and a few hundred columns: twice as fast as lbfgs, and exact.
+        model = LogisticRegression(C=strength, solver=self.solver, max_iter=1_000, random_state=self.seed)
+        return Pipeline([("columns", columns), ("model", model)])
 
     def tune(self, X: pd.DataFrame, y: np.ndarray, X_valid: pd.DataFrame, y_valid: np.ndarray, weight=None):
         auc = {}
         for strength in self.strengths:
-            fitted = self._fit(self.pipeline(strength), X, y, weight)
+            fitted = self.pipeline(strength).fit(X, y, model__sample_weight=weight)
             auc[strength] = roc_auc_score(y_valid, self.margin(fitted, X_valid))
         best = max(auc.values())
         return replace(self, strength=max(s for s, value in auc.items() if value >= best - STRENGTH_TOLERANCE))
 
     def fit(self, X: pd.DataFrame, y: np.ndarray, weight=None) -> Pipeline:
-        return self._fit(self.pipeline(self.strength), X, y, weight)
+        return self.pipeline(self.strength).fit(X, y, model__sample_weight=weight)
 
-    def _fit(self, pipeline: Pipeline, X: pd.DataFrame, y: np.ndarray, weight) -> Pipeline:
-        return pipeline.fit(_as_text(X, self.categorical), y, model__sample_weight=weight)
+    @staticmethod
+    def margin(fitted: Pipeline, X: pd.DataFrame) -> np.ndarray:
+        return fitted.decision_function(X)
 
-    def margin(self, fitted: Pipeline, X: pd.DataFrame) -> np.ndarray:
-        return fitted.decision_function(_as_text(X, self.categorical))
-
-    def probability(self, fitted: Pipeline, X: pd.DataFrame) -> np.ndarray:
-        return fitted.predict_proba(_as_text(X, self.categorical))[:, 1]
+    @staticmethod
+    def probability(fitted: Pipeline, X: pd.DataFrame) -> np.ndarray:
+        return fitted.predict_proba(X)[:, 1]
 
     def describe(self) -> dict:
         return {"C": self.strength}
-
-
-def _as_text(X: pd.DataFrame, categorical: tuple[str, ...]) -> pd.DataFrame:
-    """Categories as plain objects: scikit-learn's imputer and one-hot encoder want them so."""
-    return X.astype({column: object for column in categorical}) if categorical else X
