@@ -24,16 +24,29 @@ class CentredIsotonic:
 
     def fit(self, margin: np.ndarray, y: np.ndarray) -> CentredIsotonic:
         values, inverse, counts = np.unique(margin, return_inverse=True, return_counts=True)
-        rate = np.bincount(inverse, weights=y) / counts
-        fitted = isotonic_regression(rate, sample_weight=counts, y_min=0.0, y_max=1.0)
-        block = np.r_[0, np.cumsum(np.diff(fitted) != 0)]
-        weight = np.bincount(block, weights=counts)
-        self.centres_ = np.bincount(block, weights=values * counts) / weight
-        self.levels_ = np.bincount(block, weights=fitted * counts) / weight
+        positives = np.bincount(inverse, weights=y)
+        blocks = _pool(positives / counts, counts)
+        leads = np.bincount(blocks, weights=counts)
+        converted = np.bincount(blocks, weights=positives)
+        margin_sum = np.bincount(blocks, weights=values * counts)
+        # A block without a conversion does not mean a 0 % chance: one pseudo-lead at the overall rate
+        # keeps every level honest (and log loss finite). Smoothing can reorder blocks of different
+        # sizes, so they are pooled once more.
+        smoothed = (converted + np.mean(y)) / (leads + 1)
+        merged = _pool(smoothed, leads + 1)
+        weight = np.bincount(merged, weights=leads + 1)
+        self.levels_ = np.bincount(merged, weights=smoothed * (leads + 1)) / weight
+        self.centres_ = np.bincount(merged, weights=margin_sum) / np.bincount(merged, weights=leads)
         return self
 
     def predict(self, margin: np.ndarray) -> np.ndarray:
         return np.interp(margin, self.centres_, self.levels_)
+
+
+def _pool(rates: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Block number of each (ordered) entry after pooling adjacent violators of an increasing order."""
+    fitted = isotonic_regression(rates, sample_weight=weights, y_min=0.0, y_max=1.0)
+    return np.r_[0, np.cumsum(np.diff(fitted) != 0)]
 
 
 def _fit(method: str, margin: np.ndarray, y: np.ndarray):
