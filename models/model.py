@@ -59,7 +59,10 @@ class LeadScoringModel:
         return self.encoder.transform(frame)
 
     def margin(self, frame: pd.DataFrame) -> np.ndarray:
-        encoded = self.encode(frame)
+        return self.encoded_margin(self.encode(frame))
+
+    def encoded_margin(self, encoded: pd.DataFrame) -> np.ndarray:
+        """The margin of rows already through ``encode`` (training scores many row sets of one encoded frame)."""
         return np.sum([member.margin(encoded) for member in self.members], axis=0)
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:

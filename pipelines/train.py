@@ -266,8 +266,7 @@ def train_model(
         weights = _candidate_weights(candidates, chunk_y, config)
         validation = _validation_table(weights, candidates, chunk_y, recency, config.seed)
         members_weights = weights[validation.index[0]]
-        held_out = np.concatenate([sum(w * candidates[name][i] for name, w in members_weights.items())
-                                   for i in range(len(split.chunks))])
+        held_out = np.concatenate(_combined(candidates, members_weights))
         calibrator = Calibrator(seed=config.seed).fit(held_out, np.concatenate(chunk_y))
         training = split.training
         members = tuple(
@@ -383,15 +382,20 @@ def _choose_recency(margins: dict, chunk_y: list[np.ndarray], tuned: dict) -> di
     return chosen
 
 
-def _blend(candidates: dict, weight: float) -> list[np.ndarray]:
-    return [weight * a + (1 - weight) * b for a, b in zip(candidates["lightgbm"], candidates["logistic"])]
+def _combined(candidates: dict, members: dict[str, float]) -> list[np.ndarray]:
+    """Per chunk, the weighted sum of the members' margins."""
+    chunks = len(next(iter(candidates.values())))
+    return [sum(weight * candidates[name][i] for name, weight in members.items()) for i in range(chunks)]
 
 
 def _candidate_weights(candidates: dict, chunk_y, config: TrainingConfig) -> dict[str, dict[str, float]]:
     """Each candidate as member weights; the blend weight is the one ranking the chunks best."""
     weights = {name: {name: 1.0} for name in candidates if name in config.candidates}
     if "blend" in config.candidates and {"lightgbm", "logistic"} <= set(candidates):
-        best = max(BLEND_WEIGHTS, key=lambda w: _mean_chunk_auc(_blend(candidates, w), chunk_y))
+        best = max(
+            BLEND_WEIGHTS,
+            key=lambda w: _mean_chunk_auc(_combined(candidates, {"lightgbm": w, "logistic": 1 - w}), chunk_y),
+        )
         weights["blend"] = {"lightgbm": float(best), "logistic": float(round(1 - best, 1))}
     return weights
 
@@ -401,7 +405,7 @@ def _validation_table(weights: dict, candidates: dict, chunk_y, recency: dict, s
     rows = {}
     y = np.concatenate(chunk_y)
     for name, members in weights.items():
-        per_chunk = [sum(w * candidates[m][i] for m, w in members.items()) for i in range(len(chunk_y))]
+        per_chunk = _combined(candidates, members)
         margin = np.concatenate(per_chunk)
         calibrator = Calibrator(seed=seed).fit(margin, y)
         rows[name] = {
@@ -421,7 +425,7 @@ def _validation_table(weights: dict, candidates: dict, chunk_y, recency: dict, s
 def _evaluate(model, table, X, y, split, numeric, categorical, rules):
     """Model, plain logistic regression and hand-set points on the held-out rows."""
     train, test = split.training, split.test
-    scores = {"leadscore model": model.calibrator.predict(np.sum([m.margin(X.iloc[test]) for m in model.members], axis=0))}
+    scores = {"leadscore model": model.calibrator.predict(model.encoded_margin(X.iloc[test]))}
     notes = []
     # The baseline a team would fit today: one-hot logistic regression with scikit-learn's defaults.
     plain = LogisticCandidate(numeric, categorical, strength=1.0, log_skewed=False, solver="lbfgs")
