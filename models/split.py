@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.errors import LeadscoreError
+from leadscore.features.timeline import seconds
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def forward_split(
     chunks: int = 3,
 ) -> Split:
     """Split rows by ``times`` (datetimes): see the module docstring."""
-    at = np.asarray(pd.to_datetime(times), dtype="datetime64[s]").astype(np.int64)
+    at = seconds(times)
     lead = pd.factorize(leads)[0]
     horizon = int(horizon_days * 86_400)
     moments = np.unique(at)

@@ -38,6 +38,7 @@ from leadscore.features.crm_features import CRM_FEATURES
 from leadscore.features.registry import FeatureRegistry
 from leadscore.features.snapshots import open_leads_at
 from leadscore.features.table import FeatureTable
+from leadscore.features.timeline import seconds
 from leadscore.models import metrics as scoring
 from leadscore.models.calibration import Calibrator
 from leadscore.models.candidates import LightGBMCandidate, LogisticCandidate, lightgbm_params
@@ -246,7 +247,7 @@ def train_model(
     X = encoder.transform(table.frame)
     leaky_features(X.iloc[split.fit], y[split.fit], config.leakage_auc, config.allow_leaky, registry)
 
-    times = _seconds(table.frame[table.time_column]) if split.forward else None
+    times = seconds(table.frame[table.time_column]) if split.forward else None
     with progress.task("Choosing the model", total=len(split.chunks) + 2) as advance:
         rng = np.random.default_rng(config.seed)
         fit_rows, fit_weight = _subsample(split.fit, y, rng)
@@ -264,10 +265,9 @@ def train_model(
         recency = _choose_recency(margins, chunk_y, tuned)
         candidates = {name: margins[(name, recency[name])] for name in tuned}
         weights = _candidate_weights(candidates, chunk_y, config)
-        validation = _validation_table(weights, candidates, chunk_y, recency, config.seed)
+        validation, calibrators = _validation_table(weights, candidates, chunk_y, recency, config.seed)
         members_weights = weights[validation.index[0]]
-        held_out = np.concatenate(_combined(candidates, members_weights))
-        calibrator = Calibrator(seed=config.seed).fit(held_out, np.concatenate(chunk_y))
+        calibrator = calibrators[validation.index[0]]
         training = split.training
         members = tuple(
             Member(
@@ -317,10 +317,6 @@ def train_model(
         fingerprint=fingerprint,
         notes=[*notes, *baseline_notes],
     )
-
-
-def _seconds(times: pd.Series) -> np.ndarray:
-    return np.asarray(pd.to_datetime(times), dtype="datetime64[s]").astype(np.int64)
 
 
 def _subsample(rows: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
@@ -400,14 +396,17 @@ def _candidate_weights(candidates: dict, chunk_y, config: TrainingConfig) -> dic
     return weights
 
 
-def _validation_table(weights: dict, candidates: dict, chunk_y, recency: dict, seed: int) -> pd.DataFrame:
-    """Candidates ranked by mean chunk AUC; a blend must beat its best member by a margin to win."""
-    rows = {}
+def _validation_table(
+    weights: dict, candidates: dict, chunk_y, recency: dict, seed: int
+) -> tuple[pd.DataFrame, dict[str, Calibrator]]:
+    """Candidates ranked by mean chunk AUC (a blend must beat its best member by a margin to win),
+    and each candidate's calibrator, fitted on its walk-forward predictions."""
+    rows, calibrators = {}, {}
     y = np.concatenate(chunk_y)
     for name, members in weights.items():
         per_chunk = _combined(candidates, members)
         margin = np.concatenate(per_chunk)
-        calibrator = Calibrator(seed=seed).fit(margin, y)
+        calibrator = calibrators[name] = Calibrator(seed=seed).fit(margin, y)
         rows[name] = {
             "roc_auc": _mean_chunk_auc(per_chunk, chunk_y),
             "chunk_auc": ", ".join(f"{roc_auc_score(cy, m):.3f}" if 0 < cy.sum() < len(cy) else "—"
@@ -419,7 +418,7 @@ def _validation_table(weights: dict, candidates: dict, chunk_y, recency: dict, s
         }
     table = pd.DataFrame.from_dict(rows, orient="index")
     table["selection_score"] = table["roc_auc"] - np.where(table.index == "blend", SIMPLER_WINS_WITHIN, 0.0)
-    return table.sort_values("selection_score", ascending=False)
+    return table.sort_values("selection_score", ascending=False), calibrators
 
 
 def _evaluate(model, table, X, y, split, numeric, categorical, rules):
