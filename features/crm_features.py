@@ -7,12 +7,22 @@ window: ``pricing_page_views_30d`` is "Pricing-page views, last 30 days".
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 
 import numpy as np
 import pandas as pd
 
-from leadscore.crm.schema import ACTIVITY_TYPES, CHANNEL_BY_CODE, COMPANY_SIZES, SENIORITIES
+from leadscore.crm.schema import (
+    ACTIVITY_TYPES,
+    CHANNEL_BY_CODE,
+    COMPANY_SIZE_LABELS,
+    COMPANY_SIZES,
+    DEPARTMENT_LABELS,
+    INDUSTRY_LABELS,
+    SENIORITIES,
+    SENIORITY_LABELS,
+)
 from leadscore.features.registry import FeatureRegistry, FeatureSpec
 from leadscore.features.timeline import DAY, DECAY_HALF_LIFE_DAYS, WINDOW_BY_SUFFIX, WINDOWS, Timeline, Window
 
@@ -31,6 +41,12 @@ FREE_EMAIL_DOMAINS = frozenset(
 
 def count_feature_name(activity_code: str, window: Window) -> str:
     return f"{activity_code}s_{window.suffix}"
+
+
+def _category_sentence(template: str, labels: Mapping[str, str], missing: str) -> dict[str, str]:
+    """Sentence templates of a category: known codes read by their labels, other values as they are."""
+    known = {code: template.format(value=label) for code, label in labels.items()}
+    return {"value": template, "missing": missing, **known}
 
 
 # --- engagement: counts per activity type and window ------------------------------------
@@ -52,25 +68,52 @@ for _activity in ACTIVITY_TYPES:
                 family="engagement",
                 description=f"Number of {_activity.label.lower()} {_period}.",
                 sales_side=_activity.sales_side,
+                sentence={
+                    "0": f"No {_activity.label.lower()} {_window.during}",
+                    "1": f"{_activity.past} once {_window.during}",
+                    "value": f"{_activity.past_count} {_window.during}",
+                },
             ),
             partial(_count, _activity.code, _window),
         )
 
 # --- engagement: recency -------------------------------------------------------------------
 
+# The last element completes "Last ... 12 days ago" and "Never ...".
 _RECENCY = (
-    ("days_since_pricing_page_view", "Days since the last pricing-page view", ("pricing_page_view",)),
-    ("days_since_demo_request", "Days since the last demo request", ("demo_request",)),
-    ("days_since_free_trial_signup", "Days since the free-trial sign-up", ("free_trial_signup",)),
-    ("days_since_contact_form", "Days since the last contact-form submission", ("contact_form",)),
-    ("days_since_webinar_attended", "Days since the last webinar attended", ("webinar_attendance",)),
-    ("days_since_email_click", "Days since the last e-mail click", ("email_click",)),
+    (
+        "days_since_pricing_page_view",
+        "Days since the last pricing-page view",
+        ("pricing_page_view",),
+        "viewed the pricing page",
+    ),
+    ("days_since_demo_request", "Days since the last demo request", ("demo_request",), "requested a demo"),
+    (
+        "days_since_free_trial_signup",
+        "Days since the free-trial sign-up",
+        ("free_trial_signup",),
+        "signed up for a free trial",
+    ),
+    (
+        "days_since_contact_form",
+        "Days since the last contact-form submission",
+        ("contact_form",),
+        "filled in the contact form",
+    ),
+    (
+        "days_since_webinar_attended",
+        "Days since the last webinar attended",
+        ("webinar_attendance",),
+        "attended a webinar",
+    ),
+    ("days_since_email_click", "Days since the last e-mail click", ("email_click",), "clicked a link in an e-mail"),
     (
         "days_since_content_download",
         "Days since the last content download",
         ("whitepaper_download", "ebook_download", "case_study_download"),
+        "downloaded a white paper, e-book or case study",
     ),
-    ("days_since_last_activity", "Days since the last marketing activity", ()),
+    ("days_since_last_activity", "Days since the last marketing activity", (), "active"),
 )
 
 
@@ -78,7 +121,7 @@ def _days_since(activities: tuple[str, ...], timeline: Timeline) -> np.ndarray:
     return timeline.days_since_last(*activities)
 
 
-for _name, _label, _activities in _RECENCY:
+for _name, _label, _activities, _past in _RECENCY:
     _what = ", ".join(a.replace("_", " ") for a in _activities) or "any marketing activity"
     CRM_FEATURES.add(
         FeatureSpec(
@@ -86,6 +129,13 @@ for _name, _label, _activities in _RECENCY:
             label=_label,
             family="engagement",
             description=f"Days between the latest {_what} and the cutoff; empty if there was none.",
+            sentence={
+                "digits": "0",  # "12 days ago": a marketer counts whole days
+                "0": f"Last {_past} today",
+                "1": f"Last {_past} 1 day ago",
+                "value": f"Last {_past} {{value}} days ago",
+                "missing": f"Never {_past}",
+            },
         ),
         partial(_days_since, _activities),
     )
@@ -98,6 +148,12 @@ for _name, _label, _activities in _RECENCY:
         "Marketing activities before the cutoff, each counting 1 on the day it happened and half as much "
         f"every {DECAY_HALF_LIFE_DAYS} days after."
     ),
+    sentence={
+        "0": "No marketing activity since becoming a lead",
+        "1": "Engagement worth 1 fresh activity, older ones counting less",
+        "value": "Engagement worth {value} fresh activities, older ones counting less",
+        "missing": "Recent engagement unknown",
+    },
 )
 def engagement_decayed(timeline: Timeline) -> np.ndarray:
     return timeline.decayed
@@ -115,6 +171,11 @@ for _suffix in ("30d", "90d", "ever"):
             label=f"Days with activity, {_window.label}",
             family="engagement",
             description=f"Distinct days (UTC) with at least one marketing activity, {_window.label}.",
+            sentence={
+                "0": f"No marketing activity {_window.during}",
+                "1": f"Active on 1 day {_window.during}",
+                "value": f"Active on {{value}} days {_window.during}",
+            },
         ),
         partial(_active_days, _window),
     )
@@ -124,6 +185,13 @@ for _suffix in ("30d", "90d", "ever"):
     label="Days since the lead was created",
     family="engagement",
     description="Age of the lead at the cutoff, in days.",
+    sentence={
+        "digits": "0",
+        "0": "Became a lead today",
+        "1": "Became a lead 1 day ago",
+        "value": "Became a lead {value} days ago",
+        "missing": "Lead creation date unknown",
+    },
 )
 def lead_age_days(timeline: Timeline) -> np.ndarray:
     return (timeline.cutoff - timeline.created_at) / DAY
@@ -134,6 +202,9 @@ def lead_age_days(timeline: Timeline) -> np.ndarray:
     family="engagement",
     kind="categorical",
     description="The channel that brought the lead in (first touch).",
+    sentence=_category_sentence(
+        "Lead source: {value}", {code: known.label for code, known in CHANNEL_BY_CODE.items()}, "Lead source unknown"
+    ),
 )
 def channel(timeline: Timeline) -> pd.Categorical:
     return _category(timeline.profile["channel"], list(CHANNEL_BY_CODE))
@@ -142,7 +213,13 @@ def channel(timeline: Timeline) -> pd.Categorical:
 # --- fit: who the lead is --------------------------------------------------------------------
 
 
-@feature(label="Industry", family="fit", kind="categorical", description="Industry of the lead's company.")
+@feature(
+    label="Industry",
+    family="fit",
+    kind="categorical",
+    description="Industry of the lead's company.",
+    sentence=_category_sentence("Works in {value}", INDUSTRY_LABELS, "Industry unknown"),
+)
 def industry(timeline: Timeline) -> pd.Categorical:
     return _category(timeline.profile["industry"])
 
@@ -152,22 +229,41 @@ def industry(timeline: Timeline) -> pd.Categorical:
     family="fit",
     kind="categorical",
     description="Employee band of the lead's company.",
+    sentence=_category_sentence("Company size: {value} employees", COMPANY_SIZE_LABELS, "Company size unknown"),
 )
 def company_size(timeline: Timeline) -> pd.Categorical:
     return _category(timeline.profile["company_size"], COMPANY_SIZES)
 
 
-@feature(label="Country", family="fit", kind="categorical", description="Country of the lead's company.")
+@feature(
+    label="Country",
+    family="fit",
+    kind="categorical",
+    description="Country of the lead's company.",
+    sentence={"value": "Country: {value}", "missing": "Country unknown"},
+)
 def country(timeline: Timeline) -> pd.Categorical:
     return _category(timeline.profile["country"])
 
 
-@feature(label="Seniority", family="fit", kind="categorical", description="Seniority of the lead's job.")
+@feature(
+    label="Seniority",
+    family="fit",
+    kind="categorical",
+    description="Seniority of the lead's job.",
+    sentence=_category_sentence("Seniority: {value}", SENIORITY_LABELS, "Seniority unknown"),
+)
 def seniority(timeline: Timeline) -> pd.Categorical:
     return _category(timeline.profile["seniority"], SENIORITIES)
 
 
-@feature(label="Department", family="fit", kind="categorical", description="Department of the lead's job.")
+@feature(
+    label="Department",
+    family="fit",
+    kind="categorical",
+    description="Department of the lead's job.",
+    sentence=_category_sentence("Department: {value}", DEPARTMENT_LABELS, "Department unknown"),
+)
 def department(timeline: Timeline) -> pd.Categorical:
     return _category(timeline.profile["department"])
 
@@ -176,6 +272,11 @@ def department(timeline: Timeline) -> pd.Categorical:
     label="Business e-mail address",
     family="fit",
     description="1 when the lead's e-mail domain is a company's, 0 for a free webmail domain; empty if unknown.",
+    sentence={
+        "1": "Uses a business e-mail address",
+        "0": "Uses a free webmail address",
+        "missing": "E-mail address unknown",
+    },
 )
 def business_email(timeline: Timeline) -> np.ndarray:
     domain = timeline.profile["email_domain"].astype(object)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import pandas as pd
@@ -26,6 +26,15 @@ class FeatureSpec:
     the lead did. ``sales_side`` marks features built from events that sales
     logs once a lead is sales-qualified: using them to score leads before
     that point leaks the outcome.
+
+    ``sentence`` phrases one lead's value of the feature for a marketer (see
+    ``leadscore.features.sentences.describe``): templates keyed by the value
+    they are for, written out as a sentence shows it (``"0"``, ``"1"``,
+    ``"c_level"``), by ``"missing"``, or by ``"value"`` for any other value.
+    ``{value}`` stands for the value and ``{label}`` for the label:
+    ``{"0": "No demo requests", "1": "Requested a demo once", "value":
+    "Requested a demo {value} times"}``. ``"digits"`` rounds numbers first
+    (``"0"``: whole days). Without templates a value reads ``"{label}: {value}"``.
     """
 
     name: str
@@ -34,6 +43,7 @@ class FeatureSpec:
     description: str
     kind: Kind = "numeric"
     sales_side: bool = False
+    sentence: dict[str, str] | None = field(default=None, hash=False)  # a dict would make specs unhashable
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -74,12 +84,20 @@ class FeatureRegistry:
         return spec
 
     def feature(
-        self, *, label: str, family: Family, description: str, kind: Kind = "numeric", sales_side: bool = False
+        self,
+        *,
+        label: str,
+        family: Family,
+        description: str,
+        kind: Kind = "numeric",
+        sales_side: bool = False,
+        sentence: dict[str, str] | None = None,
     ) -> Callable[[Compute], Compute]:
         """Register the decorated function as the feature named after it."""
 
         def register(function: Compute) -> Compute:
-            self.add(FeatureSpec(function.__name__, label, family, description, kind, sales_side), function)
+            spec = FeatureSpec(function.__name__, label, family, description, kind, sales_side, sentence)
+            self.add(spec, function)
             return function
 
         return register

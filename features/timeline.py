@@ -35,13 +35,14 @@ class Window:
     days: int | None  # None: since the lead was created
     suffix: str
     label: str
+    during: str  # ends a sentence: "Read 3 articles in the last 30 days"
 
 
 WINDOWS = (
-    Window(7, "7d", "last 7 days"),
-    Window(30, "30d", "last 30 days"),
-    Window(90, "90d", "last 90 days"),
-    Window(None, "ever", "ever"),
+    Window(7, "7d", "last 7 days", "in the last 7 days"),
+    Window(30, "30d", "last 30 days", "in the last 30 days"),
+    Window(90, "90d", "last 90 days", "in the last 90 days"),
+    Window(None, "ever", "ever", "since becoming a lead"),
 )
 WINDOW_BY_SUFFIX = {window.suffix: window for window in WINDOWS}
 
