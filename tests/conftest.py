@@ -3,7 +3,8 @@
 PostgreSQL tests run against the server named by ``LEADSCORE_TEST_POSTGRES``
 (default: the project machine's 127.0.0.1:5432, database ``test``), each in a
 fresh schema dropped afterwards. When the server is missing they skip, except
-under ``CI=true`` where they fail.
+under ``CI=true`` where they fail. Browser tests share one headless Chromium and
+follow the same rule when Chromium or chromedriver is missing.
 """
 
 from __future__ import annotations
@@ -76,3 +77,18 @@ def shared_data() -> Path:
     if not folder.is_dir():
         pytest.skip(f"the public datasets are not at {folder}: set LEADSCORE_SHARED_DATA")
     return folder
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A headless Chromium shared by the session: ``chromium.render(html, screenshot)``."""
+    import browser
+
+    missing = [str(path) for path in (browser.CHROMIUM, browser.CHROMEDRIVER) if not path.is_file()]
+    if missing:
+        message = f"{' and '.join(missing)} not found: `make test` installs Chromium and chromedriver"
+        if _in_ci():
+            pytest.fail(message + " (CI=true: browser tests must run)")
+        pytest.skip(message)
+    with browser.launch() as session:
+        yield session
