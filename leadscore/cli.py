@@ -17,7 +17,7 @@ from rich.table import Table
 
 from leadscore.errors import LeadscoreError
 from leadscore.progress import RichProgress
-from leadscore.settings import crm_url_from_env
+from leadscore.settings import configured_crm_url, crm_url_from_env
 
 app = typer.Typer(
     help="Lead-conversion scoring learned from CRM history.",
@@ -326,8 +326,43 @@ def print_training(result) -> None:
         f"Model: {model.kind} ({', '.join(f'{k} {v:.1f}' for k, v in model.summary['weights'].items())}), "
         f"{model.summary['calibration']} calibration, {len(model.features)} features."
     )
+    print_tiers(result)
+    print_importances(result)
     for note in result.notes:
         console.print(f"Note: {note}", style="yellow")
+
+
+def print_tiers(result) -> None:
+    tiers = result.model.tiers
+    table = Table(
+        title=f"Tiers on the held-out leads ({tiers.description}); a lead counts once, in its highest tier",
+        title_justify="left",
+    )
+    for header in ("Tier", "Threshold", "Leads", "Leads per week", "Conversion rate", "Share of conversions"):
+        table.add_column(header, justify="left" if header == "Tier" else "right")
+    for name, row in result.insight.tiers.iterrows():
+        if name == "Hand-set MQL":
+            threshold = f">= {row.threshold:g} points"
+        else:
+            threshold = "—" if pd.isna(row.threshold) else f">= {_percent(row.threshold)}"
+        per_week = "—" if pd.isna(row.leads_per_week) else f"{row.leads_per_week:,.1f}"
+        table.add_row(name, threshold, f"{int(row.leads):,}", per_week, _percent(row.conversion_rate),
+                      _percent(row.share_of_conversions))
+    console.print(table)
+
+
+def print_importances(result, top: int = 10) -> None:
+    importances = result.insight.importances.head(top)
+    ranked = "champion_rank" in importances.columns and importances["champion_rank"].notna().any()
+    table = Table(title="What moves the score most on the held-out leads (mean absolute SHAP)", title_justify="left")
+    for header in ("Rank", "Feature", "Family", "Average effect", "Share", *(("Rank change",) if ranked else ())):
+        table.add_column(header, justify="left" if header in ("Feature", "Family") else "right")
+    for _, row in importances.iterrows():
+        cells = [str(int(row["rank"])), row["label"], row["family"], f"{row.mean_abs_points:.2f} pts", _percent(row.share)]
+        if ranked:
+            cells.append("new" if pd.isna(row.champion_rank) else f"{int(row.rank_change):+d}")
+        table.add_row(*cells)
+    console.print(table)
 
 
 @app.command()
@@ -368,9 +403,30 @@ def train(
     report: Annotated[
         Optional[Path], typer.Option(help="Also write metrics.json and the plots to this folder.")
     ] = None,
+    tier_rule: Annotated[
+        str,
+        typer.Option(help="How MQL and SQL thresholds are chosen: capacity (team sizes) or precision (conversion rates)."),
+    ] = "precision",
+    mql_per_week: Annotated[
+        Optional[float], typer.Option(help="Capacity rule: leads the SDR team works a week (MQLs).", min=0)
+    ] = None,
+    sql_per_week: Annotated[
+        Optional[float], typer.Option(help="Capacity rule: leads the AE team works a week (SQLs).", min=0)
+    ] = None,
+    mql_precision: Annotated[
+        float, typer.Option(help="Precision rule: share of MQLs expected to convert (0.1 = 10 %).", min=0, max=1)
+    ] = 0.10,
+    sql_precision: Annotated[
+        float, typer.Option(help="Precision rule: share of SQLs expected to convert (0.3 = 30 %).", min=0, max=1)
+    ] = 0.30,
+    leads_per_week: Annotated[
+        Optional[float],
+        typer.Option(help="Capacity rule on a table without time column: new leads arriving a week.", min=0),
+    ] = None,
 ) -> None:
     """Train a calibrated conversion model, compare it with the baselines, and register it in MLflow as challenger."""
     from leadscore.models.rules import HandSetScoring
+    from leadscore.models.tiers import TierConfig
     from leadscore.pipelines.tracking import log_training
     from leadscore.pipelines.train import TrainingConfig, crm_training_table, train_model
 
@@ -384,6 +440,7 @@ def train(
         exclude=tuple(exclude or ()),
         candidates=tuple(c.strip() for c in candidates.split(",") if c.strip()),
         seed=seed,
+        tiers=TierConfig(tier_rule, mql_per_week, sql_per_week, mql_precision, sql_precision, leads_per_week),
     )
     with RichProgress(console) as progress:
         if data is not None:
@@ -434,14 +491,58 @@ def predict(
         str, typer.Option(help="Model URI: models:/leadscore@champion, models:/leadscore/3 or runs:/RUN_ID/model.")
     ] = "models:/leadscore@champion",
     tracking_uri: TrackingOption = None,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Add each row's tier, fit and engagement scores (0-100), its top three reasons as sentences "
+            "(reason_1..reason_3) and all six reasons as JSON (reasons).",
+        ),
+    ] = False,
 ) -> None:
-    """Write the calibrated probability of conversion of every row of a file."""
+    """Write the calibrated probability of conversion of every row of a file, with its tier and reasons if asked."""
     from leadscore.pipelines.predict import predict_file
 
-    scored = predict_file(model, data, out, tracking_uri)
-    console.print(
-        f"Scored {len(scored):,} rows with {model}: mean probability {scored['probability'].mean():.1%}; wrote {out}."
-    )
+    with RichProgress(console) as progress:
+        scored = predict_file(model, data, out, tracking_uri, explain, progress)
+    summary = f"Scored {len(scored):,} rows with {model}: mean probability {scored['probability'].mean():.1%}"
+    if explain:
+        counts = scored["tier"].value_counts()
+        summary += "; " + ", ".join(f"{counts.get(name, 0):,} {name}" for name in ("SQL", "MQL", "none"))
+    console.print(f"{summary}; wrote {out}.")
+
+
+@app.command()
+@user_errors
+def report(
+    out: Annotated[Path, typer.Option(help="Where to write the HTML page, e.g. report.html.")],
+    model: Annotated[
+        str, typer.Option(help="Model URI: models:/leadscore@champion, models:/leadscore/3 or runs:/RUN_ID/model.")
+    ] = "models:/leadscore@champion",
+    crm: Annotated[
+        Optional[str],
+        typer.Option(help="CRM whose funnel and costs the report shows (an SQLAlchemy URL or SQLite file). "
+                     "Default: $LEADSCORE_CRM, when set."),
+    ] = None,
+    tracking_uri: TrackingOption = None,
+) -> None:
+    """Write one self-contained HTML page for marketing: funnel, model against hand-set scoring, drivers, tiers, examples."""
+    from leadscore.crm.funnel import funnel_by_channel
+    from leadscore.crm.history import load_history
+    from leadscore.pipelines.report import write_report
+
+    funnel, note = None, ""
+    source = crm or configured_crm_url()
+    if source:
+        engine = _engine(source)
+        try:
+            funnel = funnel_by_channel(load_history(engine))
+        finally:
+            engine.dispose()
+    else:
+        note = "No CRM was given (--crm or $LEADSCORE_CRM): funnel rates and costs come from the CRM."
+    write_report(model, out, tracking_uri, funnel, note)
+    console.print(f"Wrote the report of {model} to {out}.")
 
 
 @app.command()
@@ -466,7 +567,8 @@ def demo(
     store = result.logged.tracking_uri
     console.print(
         f"Demo CRM: sqlite:///{result.crm_file}; MLflow store: {store} (browse it with `mlflow ui --backend-store-uri "
-        f"{store}`); plots and metrics.json in {result.logged.artifacts}. Done in {time.perf_counter() - began:.0f} s."
+        f"{store}`); plots and metrics.json in {result.logged.artifacts}; marketing report: {result.report}. "
+        f"Done in {time.perf_counter() - began:.0f} s."
     )
 
 

@@ -18,3 +18,8 @@ def shared_data_dir() -> Path:
 def crm_url_from_env() -> str:
     """The CRM to use when no ``--crm`` is given: ``LEADSCORE_CRM``, else an SQLite file in the working directory."""
     return os.environ.get("LEADSCORE_CRM", DEFAULT_CRM_URL)
+
+
+def configured_crm_url() -> str | None:
+    """``LEADSCORE_CRM`` when it is set: for commands where a CRM is optional."""
+    return os.environ.get("LEADSCORE_CRM") or None

@@ -143,6 +143,11 @@ class LevelIndicators(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         self.levels_ = {column: list(X[column].cat.categories) for column in X.columns}
+        # Training share of each indicator, missing first: explanations measure a lead against it.
+        self.frequencies_ = {
+            column: np.bincount(X[column].cat.codes.to_numpy() + 1, minlength=len(levels) + 1) / max(len(X), 1)
+            for column, levels in self.levels_.items()
+        }
         return self
 
     def transform(self, X):

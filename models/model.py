@@ -11,6 +11,7 @@ from leadscore.features.registry import FeatureRegistry
 from leadscore.models.calibration import Calibrator
 from leadscore.models.candidates import LightGBMCandidate, LogisticCandidate
 from leadscore.models.encoding import FrameEncoder
+from leadscore.models.tiers import SubScores, Tiers
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,9 @@ class LeadScoringModel:
 
     ``margin`` is the log-odds the estimators agree on (a weighted sum when the
     model is a blend); ``predict_proba`` passes it through the calibrator.
-    ``summary`` records how it was trained; ``extras`` holds what later stages
-    attach (tier thresholds, reference distributions).
+    ``tiers`` holds the MQL and SQL thresholds and ``subscores`` the reference
+    for the fit and engagement scores, both chosen at training time.
+    ``summary`` records how it was trained.
     """
 
     registry: FeatureRegistry
@@ -43,8 +45,9 @@ class LeadScoringModel:
     target_column: str
     time_column: str | None
     na_values: tuple[str, ...] = ()  # text the training table read as missing
+    tiers: Tiers | None = None
+    subscores: SubScores | None = None
     summary: dict = field(default_factory=dict)
-    extras: dict = field(default_factory=dict)
 
     @property
     def features(self) -> list[str]:

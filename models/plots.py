@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 DPI = 150
 SIZE = (7.0, 5.5)
@@ -104,4 +105,93 @@ def gains_plot(curves: dict[str, pd.DataFrame], path) -> Path:
     axes.set_ylabel("Conversions captured (%)", fontsize=12)
     axes.set_title("Gains on the held-out leads", fontsize=13)
     axes.legend(fontsize=10, loc="lower right")
+    return _save(figure, path)
+
+
+FAMILY_COLOURS = {"fit": "#1f77b4", "engagement": "#ff7f0e"}
+
+
+def importance_plot(table: pd.DataFrame, path, top: int = 15) -> Path:
+    """Horizontal bars of mean |contribution| in percentage points, business labels, coloured by family."""
+    shown = table.head(top).iloc[::-1]
+    figure = Figure(figsize=(8.0, 0.38 * len(shown) + 1.6), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.barh(shown["label"], shown["mean_abs_points"], color=[FAMILY_COLOURS[f] for f in shown["family"]])
+    legend = [Patch(color=FAMILY_COLOURS["fit"], label="Fit: who the lead is"),
+              Patch(color=FAMILY_COLOURS["engagement"], label="Engagement: what the lead did")]
+    axes.set_xlabel("Average effect on the probability (percentage points)", fontsize=11)
+    axes.set_title("What moves the score most (held-out leads)", fontsize=13)
+    axes.grid(True, axis="x", color="0.9")
+    axes.tick_params(labelsize=10)
+    axes.legend(handles=legend, fontsize=9, loc="lower right")
+    return _save(figure, path)
+
+
+def _shap_explanation(points: np.ndarray, values: pd.DataFrame, labels: list[str]):
+    import shap
+
+    # Colour by the lead's value where it is a number; categories have no order to colour by.
+    numbers = np.column_stack(
+        [values[c].to_numpy(dtype=float, na_value=np.nan) if values[c].dtype.kind in "biuf" else np.full(len(values), np.nan)
+         for c in values.columns]
+    ) if len(values.columns) else np.zeros((len(values), 0))
+    return shap.Explanation(values=points, data=numbers, feature_names=labels)
+
+
+def beeswarm_plot(points: np.ndarray, values: pd.DataFrame, labels: list[str], path, top: int = 12) -> Path:
+    """Every held-out lead as a dot per feature: how far the feature moved its probability, coloured by its value."""
+    import shap
+
+    figure = Figure(figsize=(9.0, 0.45 * top + 2.0), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    shap.plots.beeswarm(
+        _shap_explanation(points, values, labels), max_display=top, ax=axes, show=False, plot_size=None,
+        color_bar_label="The lead's value (low to high)",
+    )
+    axes.set_xlabel("Effect on the conversion probability (percentage points)", fontsize=11)
+    axes.set_title("How each feature moves each lead's score", fontsize=13)
+    return _save(figure, path)
+
+
+def dependence_plots(points: np.ndarray, values: pd.DataFrame, labels: list[str], columns: list[int], path) -> Path:
+    """For each chosen feature, its effect on the probability against the lead's value."""
+    import shap
+
+    figure = Figure(figsize=(5.0 * max(len(columns), 1), 4.4), layout="constrained")
+    FigureCanvasAgg(figure)
+    explanation = _shap_explanation(points, values, labels)
+    for place, column in enumerate(columns, start=1):
+        axes = figure.add_subplot(1, len(columns), place)
+        shap.plots.scatter(explanation[:, column], ax=axes, show=False)
+        # shap writes its own "SHAP value for ..." label; marketing reads points.
+        axes.set_ylabel("Effect on the probability (pts)", fontsize=10)
+        axes.set_xlabel(labels[column], fontsize=10)
+    figure.suptitle("How the effect grows with engagement", fontsize=13)
+    return _save(figure, path)
+
+
+def funnel_plot(funnel: pd.DataFrame, path) -> Path:
+    """Step conversion rates per channel, and what each SQL cost."""
+    channels = funnel[funnel["channel"] != "total"].iloc[::-1]
+    steps = (("lead_to_mql", "Lead → MQL"), ("mql_to_sql", "MQL → SQL"), ("sql_to_opportunity", "SQL → opportunity"),
+             ("opportunity_to_customer", "Opportunity → customer"))
+    figure = Figure(figsize=(11.0, 0.55 * len(channels) + 1.8), layout="constrained")
+    FigureCanvasAgg(figure)
+    rates, costs = figure.subplots(1, 2, sharey=True, width_ratios=(2, 1))
+    positions = np.arange(len(channels))
+    height = 0.8 / len(steps)
+    for place, (column, label) in enumerate(steps):
+        rates.barh(positions + (place - (len(steps) - 1) / 2) * height, 100 * channels[column].fillna(0), height, label=label)
+    rates.set_yticks(positions, channels["channel_label"])
+    rates.set_xlabel("Conversion rate of the step (%)", fontsize=11)
+    rates.set_title("Funnel steps by channel", fontsize=13)
+    rates.legend(fontsize=9, loc="lower right")
+    costs.barh(positions, channels["cost_per_sql"].fillna(0), color="0.45")
+    costs.set_xlabel("Cost per SQL", fontsize=11)
+    costs.set_title("What an SQL costs", fontsize=13)
+    for axes in (rates, costs):
+        axes.grid(True, axis="x", color="0.9")
+        axes.tick_params(labelsize=10)
     return _save(figure, path)

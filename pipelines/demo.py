@@ -13,6 +13,7 @@ from leadscore.crm.funnel import funnel_by_channel
 from leadscore.crm.history import load_history
 from leadscore.crm.simulator import SimulationConfig
 from leadscore.models.rules import HandSetScoring
+from leadscore.pipelines.report import write_report
 from leadscore.pipelines.simulate import SimulationSummary, simulate_into_crm
 from leadscore.pipelines.tracking import Decision, LoggedRun, log_training, promote
 from leadscore.pipelines.train import TrainingConfig, TrainingResult, crm_training_table, train_model
@@ -30,6 +31,7 @@ class DemoResult:
     training: TrainingResult
     logged: LoggedRun
     promotion: Decision
+    report: Path
 
 
 def run_demo(
@@ -38,7 +40,7 @@ def run_demo(
     seed: int = 42,
     progress: Progress = Progress(),
 ) -> DemoResult:
-    """Simulate a CRM into ``directory/crm.db``, read its funnel, train a model and make it champion.
+    """Simulate a CRM into ``directory/crm.db``, read its funnel, train a model, make it champion, write its report.
 
     The demo owns ``directory``: its CRM and MLflow store are replaced on every run.
     """
@@ -58,12 +60,18 @@ def run_demo(
     training = train_model(table, TrainingConfig(seed=seed), HandSetScoring.default(), progress)
     store = f"sqlite:///{(directory / 'mlflow.db').resolve()}"
     logged = log_training(training, uri=store, report_folder=directory / "report", progress=progress)
+    promotion = promote(uri=store)
+    funnel = funnel_by_channel(history)
+    with progress.task("Writing the marketing report", total=1) as advance:
+        report = write_report(logged.model_uri, directory / "report.html", store, funnel)
+        advance(1)
     return DemoResult(
         crm_file=crm_file,
         replaced=replaced,
         summary=summary,
-        funnel=funnel_by_channel(history),
+        funnel=funnel,
         training=training,
         logged=logged,
-        promotion=promote(uri=store),
+        promotion=promotion,
+        report=report,
     )

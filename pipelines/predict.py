@@ -1,4 +1,4 @@
-"""Stage: score every row of a flat file with a logged model."""
+"""Stage: score every row of a flat file with a logged model, with its tier and reasons when asked."""
 
 from __future__ import annotations
 
@@ -8,11 +8,26 @@ import pandas as pd
 
 from leadscore.errors import LeadscoreError
 from leadscore.features.flat import missing_as_nan, read_table_file
+from leadscore.models.explain import Explainer, explanation_columns
 from leadscore.pipelines.tracking import load_model
+from leadscore.progress import Progress
 
 
-def predict_file(model_uri: str, data: Path, out: Path, tracking: str | None = None) -> pd.DataFrame:
-    """Write the id and the calibrated probability of every row of ``data`` to ``out`` (CSV or Parquet)."""
+def predict_file(
+    model_uri: str,
+    data: Path,
+    out: Path,
+    tracking: str | None = None,
+    explain: bool = False,
+    progress: Progress = Progress(),
+) -> pd.DataFrame:
+    """Write the id and the calibrated probability of every row of ``data`` to ``out`` (CSV or Parquet).
+
+    With ``explain``, also each row's tier, fit and engagement scores (0-100),
+    its three strongest reasons for as sentences (``reason_1`` to
+    ``reason_3``), the fields that carried it into its tier, and all six
+    reasons as data in the JSON column ``reasons``.
+    """
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise LeadscoreError(f"--out {out}: write .csv or .parquet.")
     if not out.parent.is_dir():
@@ -24,7 +39,17 @@ def predict_file(model_uri: str, data: Path, out: Path, tracking: str | None = N
             f"{data.name} has no column {model.id_column!r}, the lead id the model was trained with. "
             "Score a table with the same columns as the training table."
         )
-    scored = pd.DataFrame({model.id_column: frame[model.id_column], "probability": model.predict_proba(frame)})
+    if explain:
+        explanations = Explainer(model).explain(frame, progress)
+        scored = pd.concat(
+            [
+                pd.DataFrame({model.id_column: frame[model.id_column], "probability": explanations.probability}),
+                explanation_columns(explanations, frame, model.registry, model.features),
+            ],
+            axis=1,
+        )
+    else:
+        scored = pd.DataFrame({model.id_column: frame[model.id_column], "probability": model.predict_proba(frame)})
     if out.suffix.lower() == ".csv":
         scored.to_csv(out, index=False)
     else:

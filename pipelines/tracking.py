@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ import pandas as pd
 from leadscore.errors import LeadscoreError
 from leadscore.models import metrics as scoring
 from leadscore.models import plots
+from leadscore.models.explain import Explainer
+from leadscore.models.importance import family_shares, importance_table, with_rank_change
 from leadscore.models.model import LeadScoringModel
 from leadscore.pipelines.train import TrainingResult
 from leadscore.progress import Progress
@@ -31,6 +34,9 @@ EXPERIMENT = "leadscore"
 DEFAULT_MODEL_NAME = "leadscore"
 CHAMPION, CHALLENGER = "champion", "challenger"
 HOLDOUT_ARTIFACT = "evaluation/holdout.parquet"
+IMPORTANCES_ARTIFACT = "evaluation/importances.csv"
+METRIC_UNSAFE = re.compile(r"[^\w\-. /]")  # characters MLflow refuses in a metric name
+DEPENDENCE_PLOTS = 3  # top engagement features drawn against their effect
 CHAMPION_HISTORY_TAG = "champion_history"
 CALIBRATION_TOLERANCE = 0.005  # ECE a challenger may lose and still count as "not worse calibrated"
 
@@ -39,7 +45,7 @@ def tracking_uri(explicit: str | None = None) -> str:
     return explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
-def _mlflow(uri: str | None):
+def mlflow_at(uri: str | None):
     # MLflow draws a progress bar on every artifact download; in a CLI it is noise.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
@@ -86,10 +92,33 @@ def write_report_files(result: TrainingResult, folder: Path) -> dict[str, Path]:
         "lift": {name: table.to_dict(orient="records") for name, table in evaluation.lift.items()},
         "deciles": {name: table.to_dict(orient="records") for name, table in evaluation.deciles.items()},
     }
+    insight = result.insight
+    model = result.model
+    metrics["tiers"] = {
+        "rule": model.tiers.description,
+        "mql_threshold": model.tiers.mql,
+        "sql_threshold": model.tiers.sql,
+        "held_out": insight.tiers.reset_index().to_dict(orient="records"),
+    }
+    metrics["family_shares"] = family_shares(insight.importances).to_dict()
     files = {"metrics": folder / "metrics.json"}
     files["metrics"].write_text(json.dumps(metrics, indent=2, default=_plain))
     files["reliability"] = plots.reliability_plot(evaluation.reliability, folder / "reliability.png")
     files["gains"] = plots.gains_plot(evaluation.gains, folder / "gains.png")
+    files["importances"] = folder / "importances.csv"
+    insight.importances.to_csv(files["importances"])
+    files["tiers"] = folder / "tiers.csv"
+    insight.tiers.to_csv(files["tiers"])
+    files["importance_plot"] = plots.importance_plot(insight.importances, folder / "importance.png")
+    explained = result.held_out.iloc[insight.rows][model.features].reset_index(drop=True)
+    labels = [model.registry.label(f) for f in model.features]
+    files["beeswarm"] = plots.beeswarm_plot(insight.points, explained, labels, folder / "beeswarm.png")
+    engagement = [
+        model.features.index(name) for name in insight.importances.index
+        if model.registry[name].family == "engagement" and model.registry[name].kind == "numeric"
+    ][:DEPENDENCE_PLOTS]
+    if engagement:
+        files["dependence"] = plots.dependence_plots(insight.points, explained, labels, engagement, folder / "dependence.png")
     files["features"] = folder / "feature_registry.csv"
     result.model.registry.to_frame().to_csv(files["features"], index=False)
     files["validation"] = folder / "validation.csv"
@@ -119,12 +148,15 @@ def log_training(
     progress: Progress = Progress(),
 ) -> LoggedRun:
     """Log parameters, data fingerprint, metrics, plots, registry and the pyfunc model; register it as challenger."""
-    mlflow = _mlflow(uri)
+    mlflow = mlflow_at(uri)
     from mlflow.models import infer_signature
 
     model = result.model
     with progress.task("Logging to MLflow", total=3) as advance:
         _use_experiment(mlflow, uri)
+        result.insight.importances = with_rank_change(
+            result.insight.importances, _champion_importances(mlflow.MlflowClient(), model_name, result, uri)
+        )
         with mlflow.start_run(run_name=f"{model.kind} on {result.table.source}"[:250]) as run:
             mlflow.log_params(_params(result))
             mlflow.log_metrics(_metrics(result))
@@ -159,6 +191,19 @@ def log_training(
     return LoggedRun(run.info.run_id, model_name, str(version), tracking_uri(uri), folder)
 
 
+def _champion_importances(client, model_name: str, result: TrainingResult, uri: str | None) -> pd.DataFrame | None:
+    """The current champion's importances on the same held-out leads, when it can score them."""
+    champion = _version_by_alias(client, model_name, CHAMPION)
+    if champion is None:
+        return None
+    model = load_model(f"models:/{model_name}/{champion.version}", uri)
+    rows = result.held_out.iloc[result.insight.rows]
+    if any(feature not in rows.columns for feature in model.features):
+        return None
+    explanations = Explainer(model).explain(rows, keep_contributions=True)
+    return importance_table(explanations.contributions, model.features, model.registry, explanations.points_per_log_odds)
+
+
 def _params(result: TrainingResult) -> dict:
     summary = result.model.summary
     params = {f"config.{k}": v for k, v in asdict(result.config).items()}
@@ -168,6 +213,9 @@ def _params(result: TrainingResult) -> dict:
             "model.kind": summary["kind"],
             "model.calibration": summary["calibration"],
             "model.weights": json.dumps(summary["weights"]),
+            "tiers.rule": result.model.tiers.description,
+            "tiers.mql_threshold": f"{result.model.tiers.mql:.6f}",
+            "tiers.sql_threshold": f"{result.model.tiers.sql:.6f}",
             "split": result.split.description[:500],
         }
     )
@@ -181,6 +229,11 @@ def _metrics(result: TrainingResult) -> dict[str, float]:
     for scorer, row in result.evaluation.metrics.iterrows():
         key = {"leadscore model": "model", "Logistic regression": "logistic_baseline", "Hand-set points": "handset"}.get(scorer, scorer)
         values.update({f"held_out.{key}.{m}": float(v) for m, v in row.items() if np.isfinite(v)})
+    for tier, row in result.insight.tiers.iterrows():
+        key = tier.lower().replace(" ", "_").replace("-", "")
+        values.update({f"tiers.{key}.{m}": float(row[m]) for m in ("leads_per_week", "conversion_rate") if np.isfinite(row[m])})
+    for feature, row in result.insight.importances.head(20).iterrows():
+        values[f"importance.{METRIC_UNSAFE.sub('_', feature)}"] = float(row["mean_abs_points"])
     for candidate, row in result.validation.iterrows():
         values.update({f"validation.{candidate}.{m}": float(row[m]) for m in ("roc_auc", "pr_auc", "calibrated_brier") if np.isfinite(row[m])})
     return values
@@ -199,7 +252,7 @@ class Decision:
 
 def load_model(model_uri: str, uri: str | None = None) -> LeadScoringModel:
     """The ``LeadScoringModel`` inside a logged pyfunc (runs:/..., models:/name/3, models:/name@champion)."""
-    mlflow = _mlflow(uri)
+    mlflow = mlflow_at(uri)
     try:
         return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().model
     except mlflow.exceptions.MlflowException as error:
@@ -231,7 +284,7 @@ def promote(model_name: str = DEFAULT_MODEL_NAME, metric: str = "pr_auc", uri: s
     """Move ``champion`` to the challenger if it scores better on the challenger's held-out rows."""
     if metric not in ("pr_auc", "roc_auc"):
         raise LeadscoreError(f"--metric {metric!r}: choose pr_auc or roc_auc.")
-    mlflow = _mlflow(uri)
+    mlflow = mlflow_at(uri)
     client = mlflow.MlflowClient()
     challenger = _version_by_alias(client, model_name, CHALLENGER)
     if challenger is None:
@@ -277,7 +330,7 @@ def _set_champion(client, model_name: str, version: str, previous: str | None) -
 
 def rollback(model_name: str = DEFAULT_MODEL_NAME, uri: str | None = None) -> Decision:
     """Point ``champion`` back to the version that held it before."""
-    mlflow = _mlflow(uri)
+    mlflow = mlflow_at(uri)
     client = mlflow.MlflowClient()
     current = _version_by_alias(client, model_name, CHAMPION)
     history = _history(client, model_name) if current is not None else []

@@ -16,7 +16,10 @@ The steps, in order (see ``models.split`` for the roles of the rows):
 4. fit the calibrator (sigmoid or centred isotonic) on the winner's held-out
    predictions, then refit the winner on all training rows;
 5. score the newest, held-out rows with the model and both baselines (a plain
-   logistic regression and the hand-set points teams use today).
+   logistic regression and the hand-set points teams use today);
+6. explain them: which fields move the scores (importances), the reference
+   for the fit and engagement sub-scores, and the MQL and SQL thresholds
+   chosen by the configured rule, with each tier's volume and conversion.
 """
 
 from __future__ import annotations
@@ -43,10 +46,13 @@ from leadscore.models import metrics as scoring
 from leadscore.models.calibration import Calibrator
 from leadscore.models.candidates import LightGBMCandidate, LogisticCandidate, lightgbm_params
 from leadscore.models.encoding import FrameEncoder
+from leadscore.models.explain import Explainer
+from leadscore.models.importance import importance_table
 from leadscore.models.guards import leaky_features, require_disjoint, require_positives
 from leadscore.models.model import LeadScoringModel, Member
 from leadscore.models.rules import HandSetScoring
 from leadscore.models.split import Split, forward_split, stratified_split
+from leadscore.models.tiers import SubScores, TierConfig, choose_tiers, tier_report
 from leadscore.progress import Progress
 
 CANDIDATES = ("lightgbm", "logistic", "blend")
@@ -56,6 +62,9 @@ SIMPLER_WINS_WITHIN = 0.002
 RECENCY_HALF_LIFE = 0.25  # share of the training rows' time span after which a row counts half
 SUBSAMPLE_ROWS = 200_000  # above this, tuning and walk-forward models learn from all positives and a weighted sample
 OPEN_STAGES = ("lead", "mql", "sql", "opportunity")
+EXPLAINED_ROWS = 50_000  # held-out rows whose contributions give the importances and the sub-score reference
+MODEL_SCORE = "score: leadscore model"
+HANDSET_POINTS = "score: Hand-set points (raw)"
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,7 @@ class TrainingConfig:
     chunks: int = 5
     min_category_count: int = 10
     seed: int = 42
+    tiers: TierConfig = TierConfig()
 
     def __post_init__(self) -> None:
         unknown = set(self.candidates) - set(CANDIDATES)
@@ -94,6 +104,16 @@ class Evaluation:
 
 
 @dataclass
+class HeldOutInsight:
+    """What the explanations of the held-out leads say: for the report, MLflow and the CLI."""
+
+    rows: np.ndarray  # positions in ``held_out`` that were explained (a sample when there are many)
+    points: np.ndarray  # (rows, features) contributions in percentage points
+    importances: pd.DataFrame
+    tiers: pd.DataFrame  # volume and conversion per tier, next to the hand-set MQLs
+
+
+@dataclass
 class TrainingResult:
     model: LeadScoringModel
     table: FeatureTable
@@ -103,6 +123,7 @@ class TrainingResult:
     evaluation: Evaluation
     held_out: pd.DataFrame  # the held-out rows: id, time, features, target, every scorer's output
     fingerprint: dict
+    insight: HeldOutInsight
     notes: list[str] = field(default_factory=list)
 
 
@@ -306,6 +327,7 @@ def train_model(
     with progress.task("Scoring the held-out leads", total=1) as advance:
         held_out, evaluation, baseline_notes = _evaluate(model, table, X, y, split, numeric, categorical, rules)
         advance(1)
+    insight = _explain_held_out(model, held_out, config, rules, progress)
     return TrainingResult(
         model=model,
         table=table,
@@ -315,7 +337,8 @@ def train_model(
         evaluation=evaluation,
         held_out=held_out,
         fingerprint=fingerprint,
-        notes=[*notes, *baseline_notes],
+        insight=insight,
+        notes=[*notes, *baseline_notes, f"Tiers by {model.tiers.description}."],
     )
 
 
@@ -457,3 +480,32 @@ def _evaluate(model, table, X, y, split, numeric, categorical, rules):
     evaluation = Evaluation(pd.DataFrame.from_dict(rows, orient="index"), lift, deciles, reliability, gains)
     return held_out, evaluation, notes
 
+
+
+def _explain_held_out(model, held_out, config, rules, progress) -> HeldOutInsight:
+    """Sub-score reference, tier thresholds, tier volumes and importances, all from the held-out leads.
+
+    Sets ``model.subscores`` and ``model.tiers``, and adds each held-out
+    row's tier to ``held_out``.
+    """
+    rng = np.random.default_rng(config.seed)
+    rows = np.arange(len(held_out))
+    if len(rows) > EXPLAINED_ROWS:
+        rows = np.sort(rng.choice(rows, EXPLAINED_ROWS, replace=False))
+    explanations = Explainer(model).explain(held_out.iloc[rows], progress, keep_contributions=True)
+    model.subscores = SubScores.fit(explanations.fit_log_odds, explanations.engagement_log_odds)
+
+    probability = held_out[MODEL_SCORE].to_numpy()
+    leads = held_out[model.id_column]
+    times = held_out[model.time_column] if model.time_column else None
+    model.tiers = choose_tiers(probability, leads, times, config.tiers, model.calibrator)
+    held_out["tier: leadscore model"] = model.tiers.assign(probability)
+    handset = held_out[HANDSET_POINTS].to_numpy() if HANDSET_POINTS in held_out.columns else None
+    tiers = tier_report(
+        probability, held_out[model.target_column].to_numpy(dtype=int), leads, times, model.tiers,
+        config.tiers.leads_per_week, handset, rules.mql_threshold if rules is not None else None,
+    )
+    importances = importance_table(
+        explanations.contributions, model.features, model.registry, explanations.points_per_log_odds
+    )
+    return HeldOutInsight(rows, explanations.points(explanations.contributions), importances, tiers)

@@ -1,0 +1,357 @@
+"""Why a lead scores as it does: SHAP contributions per business field, in log-odds and percentage points.
+
+The model's margin (log-odds) is a weighted sum of its members' margins, so
+its contributions are the same weighted sum of theirs:
+
+- LightGBM: exact path-dependent TreeSHAP (``treeshap``), one column per
+  feature, since the encoder keeps one column per feature;
+- logistic regression: coefficient times the column's distance from its
+  training mean (exact SHAP for a linear model), and the columns a feature
+  became (its log, its missing flag, one indicator per category level) fold
+  back into that feature.
+
+Contributions add up to the margin. Probability points split the gap between
+the lead's calibrated probability and that of a lead at the base margin in
+the same proportions, so they add up too; calibration is monotone, so every
+reason keeps its sign.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from leadscore.features.registry import FeatureRegistry
+from leadscore.features.sentences import describe
+from leadscore.models.candidates import LightGBMCandidate, LogisticCandidate
+from leadscore.models.treeshap import TreeShap
+from leadscore.progress import Progress
+
+TOP_REASONS = 3
+CHUNK_ROWS = 100_000  # explained at once: bounds memory at about 100k x features x 8 bytes a buffer
+CARRIED_BY_MAX = 5
+
+
+@dataclass(frozen=True)
+class Contributions:
+    """Log-odds contributions of each feature (``features`` order) for a batch of rows, plus the base margin."""
+
+    values: np.ndarray
+    base: float
+    features: list[str]
+
+    @property
+    def margin(self) -> np.ndarray:
+        return self.base + self.values.sum(axis=1)
+
+    def frame(self, labels: FeatureRegistry | None = None) -> pd.DataFrame:
+        columns = [labels.label(f) for f in self.features] if labels is not None else self.features
+        return pd.DataFrame(self.values, columns=columns)
+
+
+class _TreeMember:
+    def __init__(self, booster, features: list[str]) -> None:
+        self.explainer = TreeShap(booster)
+        self.position = [features.index(name) for name in self.explainer.feature_names]
+
+    def contributions(self, encoded: pd.DataFrame, out: np.ndarray) -> float:
+        phi = self.explainer.contributions(encoded)
+        out[:, self.position] += phi[:, :-1]
+        return float(phi[0, -1]) if len(phi) else self.explainer.expected_value
+
+
+class _LinearMember:
+    """Coefficient x (column - training mean), each transformed column credited to the feature it came from."""
+
+    def __init__(self, pipeline, features: list[str]) -> None:
+        self.transform = pipeline[:-1]
+        model = pipeline[-1]
+        columns = pipeline.named_steps["columns"]
+        sources, means = [], []
+        numeric_names = list(columns.transformers_[0][2])
+        if numeric_names:  # a transformer given no columns is never fitted
+            flags = columns.named_transformers_["numeric"][-2].flagged_  # MissingAsMedian: its flags follow the values
+            for name in [*numeric_names, *np.asarray(numeric_names)[flags]]:
+                sources.append(features.index(name))
+                means.append(0.0)  # standardised: the scaler's training mean is zero
+        indicators = columns.named_transformers_["categorical"]
+        for name, levels in (indicators.levels_.items() if list(columns.transformers_[1][2]) else ()):
+            frequencies = indicators.frequencies_[name]
+            sources.extend([features.index(name)] * (len(levels) + 1))
+            means.extend(frequencies)
+        self.coefficients = model.coef_.ravel()
+        self.sources = np.asarray(sources, dtype=int)
+        self.means = np.asarray(means, dtype=float)
+        self.base = float(model.intercept_[0] + self.coefficients @ self.means)
+        self.folding = np.zeros((len(self.sources), len(features)))
+        self.folding[np.arange(len(self.sources)), self.sources] = 1.0
+
+    def contributions(self, encoded: pd.DataFrame, out: np.ndarray) -> float:
+        columns = np.asarray(self.transform.transform(encoded), dtype=float)
+        out += ((columns - self.means) * self.coefficients) @ self.folding
+        return self.base
+
+
+class Explainer:
+    """Contributions, reasons, sub-scores and tiers for the rows a ``LeadScoringModel`` scores.
+
+    Built once per model (it compiles each tree's pattern tables), then used
+    on any number of batches.
+    """
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.features = list(model.features)
+        self._members = []
+        for member in model.members:
+            if isinstance(member.candidate, LightGBMCandidate):
+                explainer = _TreeMember(member.fitted, self.features)
+            elif isinstance(member.candidate, LogisticCandidate):
+                explainer = _LinearMember(member.fitted, self.features)
+            else:
+                raise TypeError(f"no explainer for {type(member.candidate).__name__}")
+            self._members.append((member.weight, explainer))
+        families = [model.registry[f].family for f in self.features]
+        self.is_fit = np.array([family == "fit" for family in families])
+
+    def contributions(self, frame: pd.DataFrame) -> Contributions:
+        """Log-odds contributions of every feature for every row of ``frame`` (a feature table)."""
+        return self.encoded_contributions(self.model.encode(frame))
+
+    def encoded_contributions(self, encoded: pd.DataFrame) -> Contributions:
+        total = np.zeros((len(encoded), len(self.features)))
+        base = 0.0
+        for weight, member in self._members:
+            values = np.zeros_like(total)
+            base += weight * member.contributions(encoded, values)
+            total += weight * values
+        return Contributions(total, base, self.features)
+
+    def explain(
+        self, frame: pd.DataFrame, progress: Progress = Progress(), keep_contributions: bool = False
+    ) -> Explanations:
+        """Probability, tier, sub-scores and the top reasons of every row, chunk by chunk."""
+        parts = []
+        with progress.task("Explaining the scores", total=len(frame)) as advance:
+            for start in range(0, len(frame), CHUNK_ROWS):
+                chunk = frame.iloc[start:start + CHUNK_ROWS]
+                parts.append(self._explain_chunk(self.model.encode(chunk), keep_contributions))
+                advance(len(chunk))
+        if not parts:
+            parts.append(self._explain_chunk(self.model.encode(frame), keep_contributions))
+        return Explanations.concatenate(parts)
+
+    def _explain_chunk(self, encoded: pd.DataFrame, keep: bool) -> Explanations:
+        contributions = self.encoded_contributions(encoded)
+        values, base = contributions.values, contributions.base
+        margin = contributions.margin
+        calibrator = self.model.calibrator
+        probability = calibrator.predict(margin)
+        base_probability = float(calibrator.predict(np.array([base]))[0])
+        # Points: the secant of the calibration curve between the base margin and the row's margin.
+        # Next to the base the secant becomes the slope there.
+        gap = margin - base
+        near = np.abs(gap) < 1e-6
+        step = 1e-4
+        slope_at_base = (calibrator.predict(np.array([base + step]))[0] - calibrator.predict(np.array([base - step]))[0]) / (2 * step)
+        slope = np.where(near, slope_at_base, (probability - base_probability) / np.where(near, 1.0, gap))
+        top_for, top_against = _top(values, TOP_REASONS)
+        fit = values[:, self.is_fit].sum(axis=1)
+        engagement = values[:, ~self.is_fit].sum(axis=1)
+        tiers = self.model.tiers
+        tier = tiers.assign(probability) if tiers is not None else np.full(len(margin), "", dtype=object)
+        carried = _carried_by(values, margin, tier, tiers)
+        subscores = self.model.subscores
+        return Explanations(
+            probability=probability,
+            margin=margin,
+            base=base,
+            base_probability=base_probability,
+            points_per_log_odds=100.0 * slope,
+            fit_log_odds=fit,
+            engagement_log_odds=engagement,
+            fit_score=subscores.fit_score(fit) if subscores else np.full(len(fit), np.nan),
+            engagement_score=subscores.engagement_score(engagement) if subscores else np.full(len(fit), np.nan),
+            tier=tier,
+            top_for=top_for,
+            top_for_log_odds=np.take_along_axis(values, np.maximum(top_for, 0), axis=1) * (top_for >= 0),
+            top_against=top_against,
+            top_against_log_odds=np.take_along_axis(values, np.maximum(top_against, 0), axis=1) * (top_against >= 0),
+            carried_by=carried,
+            contributions=values if keep else None,
+        )
+
+
+def _top(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column indices of the k largest positive and k most negative values of each row, strongest first; -1 pads."""
+    k = min(k, values.shape[1])
+    if k == 0:
+        empty = np.zeros((len(values), 0), dtype=int)
+        return empty, empty
+
+    def strongest(signed: np.ndarray) -> np.ndarray:
+        candidates = np.argpartition(-signed, k - 1, axis=1)[:, :k]
+        chosen = np.take_along_axis(signed, candidates, axis=1)
+        order = np.argsort(-chosen, axis=1, kind="stable")
+        indices = np.take_along_axis(candidates, order, axis=1)
+        return np.where(np.take_along_axis(signed, indices, axis=1) > 0, indices, -1)
+
+    return strongest(values), strongest(-values)
+
+
+def _carried_by(values, margin, tier, tiers) -> np.ndarray:
+    """For leads in a tier, the strongest positive reasons without which the lead would fall below its threshold."""
+    carried = np.full((len(margin), CARRIED_BY_MAX), -1)
+    if tiers is None:
+        return carried
+    for name, threshold in (("MQL", tiers.mql_margin), ("SQL", tiers.sql_margin)):
+        rows = np.flatnonzero(tier == name)
+        if not len(rows):
+            continue
+        positive = np.clip(values[rows], 0, None)
+        order = np.argsort(-positive, axis=1, kind="stable")
+        removed = np.cumsum(np.take_along_axis(positive, order, axis=1), axis=1)
+        # The first k reasons whose removal takes the margin below the threshold; none when even
+        # removing them all would not (the lead's other fields put it there).
+        below = margin[rows, None] - removed < threshold
+        needed = np.where(below.any(axis=1), np.argmax(below, axis=1) + 1, 0)
+        width = min(CARRIED_BY_MAX, values.shape[1])
+        keep = np.arange(width)[None, :] < needed[:, None]
+        carried[rows, :width] = np.where(keep, order[:, :width], -1)
+    return carried
+
+
+@dataclass
+class Explanations:
+    """Explanations of a batch of rows, as arrays (row-aligned with the explained frame)."""
+
+    probability: np.ndarray
+    margin: np.ndarray
+    base: float
+    base_probability: float
+    points_per_log_odds: np.ndarray  # percentage points per unit of log-odds, per row
+    fit_log_odds: np.ndarray
+    engagement_log_odds: np.ndarray
+    fit_score: np.ndarray  # 0-100
+    engagement_score: np.ndarray  # 0-100
+    tier: np.ndarray  # "none", "MQL", "SQL" ("" when the model has no tiers)
+    top_for: np.ndarray  # (rows, 3) feature indices, -1 when fewer reasons push the score up
+    top_for_log_odds: np.ndarray
+    top_against: np.ndarray
+    top_against_log_odds: np.ndarray
+    carried_by: np.ndarray  # (rows, 5) feature indices of the reasons that carried the lead over its tier's threshold
+    contributions: np.ndarray | None = None
+
+    @classmethod
+    def concatenate(cls, parts: list[Explanations]) -> Explanations:
+        first = parts[0]
+        fields = {}
+        for name in cls.__dataclass_fields__:
+            value = getattr(first, name)
+            if name in ("base", "base_probability"):
+                fields[name] = value
+            elif value is None:
+                fields[name] = None
+            else:
+                fields[name] = np.concatenate([getattr(part, name) for part in parts])
+        return cls(**fields)
+
+    def __len__(self) -> int:
+        return len(self.probability)
+
+    def points(self, log_odds: np.ndarray) -> np.ndarray:
+        return log_odds * self.points_per_log_odds[:, None]
+
+
+def format_points(points: float) -> str:
+    """"+12 pts", "+1.2 pts", "-0.04 pts": enough digits to tell reasons apart, no more."""
+    size = abs(points)
+    digits = 0 if size >= 9.95 else 1 if size >= 0.095 else 2
+    return f"{points:+.{digits}f} pts"
+
+
+def format_percent(probability: float) -> str:
+    """"34 %", "5.3 %", "0.042 %": two significant digits below 10 %, where small probabilities differ."""
+    percent = 100 * probability
+    if percent >= 9.95:
+        return f"{percent:.0f} %"
+    if percent >= 0.995 or percent == 0:
+        return f"{percent:.1f} %"
+    return f"{percent:.2g} %"
+
+
+def reason_records(
+    explanations: Explanations, frame: pd.DataFrame, registry: FeatureRegistry, features: list[str]
+) -> list[dict]:
+    """Per row: the reasons for and against as data, each with its sentence, and what carried it into its tier.
+
+    Values come from ``frame`` as the lead's record holds them (the raw
+    category, not the model's "(other)" level).
+    """
+    specs = [registry[f] for f in features]
+    columns = [frame[f].to_numpy(dtype=object) for f in features]
+    sentences: dict[tuple[int, object], str] = {}
+    records = []
+    for row in range(len(explanations)):
+        per_log_odds = explanations.points_per_log_odds[row]
+
+        def reason(index: int, log_odds: float) -> dict:
+            spec = specs[index]
+            value = _plain(columns[index][row])
+            key = (index, value if value is None or not isinstance(value, float) or not math.isnan(value) else None)
+            if key not in sentences:
+                sentences[key] = describe(spec, value)
+            points = float(log_odds * per_log_odds)
+            return {
+                "feature": spec.name,
+                "label": spec.label,
+                "value": value,
+                "log_odds": round(float(log_odds), 6),
+                "points": round(points, 4),
+                "family": spec.family,
+                "sentence": f"{sentences[key]} ({format_points(points)})",
+            }
+
+        for_ = [reason(i, v) for i, v in zip(explanations.top_for[row], explanations.top_for_log_odds[row]) if i >= 0]
+        against = [
+            reason(i, v) for i, v in zip(explanations.top_against[row], explanations.top_against_log_odds[row]) if i >= 0
+        ]
+        carried = [specs[i].name for i in explanations.carried_by[row] if i >= 0]
+        records.append({"for": for_, "against": against, "tier": str(explanations.tier[row]), "carried_by": carried})
+    return records
+
+
+def _plain(value):
+    """A value JSON can hold: numbers as float or int, missing as None, the rest as text."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        return int(number) if number.is_integer() and abs(number) < 2**53 else number
+    return str(value)
+
+
+def explanation_columns(
+    explanations: Explanations, frame: pd.DataFrame, registry: FeatureRegistry, features: list[str]
+) -> pd.DataFrame:
+    """The scoring file's explanation columns: tier, fit and engagement scores, reason_1..3 and all reasons as JSON."""
+    records = reason_records(explanations, frame, registry, features)
+    columns = {
+        "tier": explanations.tier,
+        "fit_score": pd.array(np.round(explanations.fit_score), dtype="Int64"),
+        "engagement_score": pd.array(np.round(explanations.engagement_score), dtype="Int64"),
+    }
+    for k in range(TOP_REASONS):
+        columns[f"reason_{k + 1}"] = [r["for"][k]["sentence"] if len(r["for"]) > k else "" for r in records]
+    by_name = {spec.name: spec for spec in registry}
+    columns["tier_reasons"] = [", ".join(by_name[name].label for name in r["carried_by"]) for r in records]
+    columns["reasons"] = [json.dumps(r, ensure_ascii=False) for r in records]
+    return pd.DataFrame(columns, index=frame.index)
