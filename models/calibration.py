@@ -93,4 +93,7 @@ class Calibrator:
         return self
 
     def predict(self, margin: np.ndarray) -> np.ndarray:
-        return _predict(self.method_, self.fitted_, np.asarray(margin, dtype=float))
+        margin = np.asarray(margin, dtype=float)
+        if not margin.size:
+            return np.zeros(0)  # scikit-learn refuses an empty batch; scoring an empty file is no error
+        return _predict(self.method_, self.fitted_, margin)

@@ -56,11 +56,12 @@ class Contributions:
 class _TreeMember:
     def __init__(self, booster, features: list[str]) -> None:
         self.explainer = TreeShap(booster)
-        self.position = [features.index(name) for name in self.explainer.feature_names]
+        self.features = features
 
     def contributions(self, encoded: pd.DataFrame, out: np.ndarray) -> float:
         phi = self.explainer.contributions(encoded)
-        out[:, self.position] += phi[:, :-1]
+        # The booster read the encoder's columns in order (its own names may differ: no spaces).
+        out[:, [self.features.index(column) for column in encoded.columns]] += phi[:, :-1]
         return float(phi[0, -1]) if len(phi) else self.explainer.expected_value
 
 
@@ -91,6 +92,8 @@ class _LinearMember:
         self.folding[np.arange(len(self.sources)), self.sources] = 1.0
 
     def contributions(self, encoded: pd.DataFrame, out: np.ndarray) -> float:
+        if not len(encoded):
+            return self.base  # scikit-learn's scaler refuses an empty batch
         columns = np.asarray(self.transform.transform(encoded), dtype=float)
         out += ((columns - self.means) * self.coefficients) @ self.folding
         return self.base
@@ -148,7 +151,9 @@ class Explainer:
     def _explain_chunk(self, encoded: pd.DataFrame, keep: bool) -> Explanations:
         contributions = self.encoded_contributions(encoded)
         values, base = contributions.values, contributions.base
-        margin = contributions.margin
+        # The model's own margin, not the contributions' sum (equal to 1e-12): a lead's probability and
+        # tier must not depend on whether it was explained.
+        margin = self.model.encoded_margin(encoded) if len(encoded) else np.zeros(0)
         calibrator = self.model.calibrator
         probability = calibrator.predict(margin)
         base_probability = float(calibrator.predict(np.array([base]))[0])

@@ -98,12 +98,16 @@ class TreeShap:
         self.expected_value = self._trees.expected_value
 
     def matrix(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """Rows as LightGBM reads them: numbers as floats, pandas categories as their codes, missing as NaN."""
+        """Rows as LightGBM reads them: columns in order, numbers as floats, categories as codes, missing as NaN.
+
+        Columns are taken by position, as LightGBM takes them (it renames
+        columns whose names hold spaces or special characters).
+        """
         if isinstance(X, np.ndarray):
             return np.ascontiguousarray(X, dtype=np.float64)
         columns = []
         levels = iter(self._levels)
-        for name in self.feature_names:
+        for name in X.columns:
             values = X[name]
             if isinstance(values.dtype, pd.CategoricalDtype):
                 # Codes must count the levels the booster was trained with, as LightGBM's own pandas input does.

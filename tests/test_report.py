@@ -1,0 +1,161 @@
+"""The marketing report and the explained scoring file, from a model trained on a simulated CRM."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from leadscore.cli import app
+from leadscore.crm.database import connect
+from leadscore.crm.simulator import SimulationConfig
+from leadscore.pipelines import tracking
+from leadscore.pipelines.simulate import simulate_into_crm
+from leadscore.pipelines.train import TrainingConfig, crm_training_table, train_model
+from leadscore.models.rules import HandSetScoring
+from leadscore.crm.history import load_history
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A CRM in SQLite, a model trained on it, logged and made champion, then a second one as challenger."""
+    folder = tmp_path_factory.mktemp("report")
+    crm = f"sqlite:///{folder / 'crm.db'}"
+    engine = connect(crm)
+    try:
+        simulate_into_crm(engine, SimulationConfig(leads=6_000, seed=11, months=24))
+        history = load_history(engine)
+    finally:
+        engine.dispose()
+    table = crm_training_table(history, 90)
+    store = f"sqlite:///{folder / 'mlflow.db'}"
+    first = train_model(table, TrainingConfig(candidates=("logistic",)), HandSetScoring.default())
+    tracking.log_training(first, uri=store)
+    tracking.promote(uri=store)
+    second = train_model(table, TrainingConfig(), HandSetScoring.default())
+    logged = tracking.log_training(second, uri=store)
+    return {"folder": folder, "crm": crm, "store": store, "result": second, "logged": logged}
+
+
+def _visible_text(page: str) -> str:
+    without_images = re.sub(r"src='data:image/png;base64,[^']*'", "", page)
+    return html.unescape(re.sub(r"<[^>]+>", " ", re.sub(r"<style>.*?</style>", "", without_images, flags=re.DOTALL)))
+
+
+def test_the_report_renders_in_chromium_offline_with_every_section(workspace, chromium):
+    out = workspace["folder"] / "report.html"
+    arguments = ["report", "--model", workspace["logged"].model_uri, "--out", str(out),
+                 "--crm", workspace["crm"], "--tracking-uri", workspace["store"]]
+    outcome = runner.invoke(app, arguments)
+    assert outcome.exit_code == 0, outcome.output
+    page = out.read_text()
+    # Self-contained: nothing is fetched, no script runs.
+    assert not re.search(r"(src|href)=['\"](https?:|//|file:)", page)
+    assert "<script" not in page
+    text = _visible_text(page)
+    for heading in ("Funnel by channel", "The model against today's scoring", "What drives the score", "Tiers",
+                    "Three leads and their reasons"):
+        assert heading in text
+    assert "Cost per MQL" in text and "Hand-set MQL (today's rule)" in text
+    assert page.count("data:image/png;base64,") == 6  # funnel, gains, calibration, importance, beeswarm, dependence
+    # Marketing reads labels: no registry feature appears by its column name.
+    model = workspace["result"].model
+    raw = [name for name in model.features if "_" in name and re.search(rf"\b{name}\b", text)]
+    assert not raw
+    # The second model is compared with the champion (the logistic model) on the same leads.
+    assert "Change against the champion" in text
+    assert len(re.findall(r"class='tier tier-(SQL|MQL|none)'", page)) == 3
+
+    rendering = chromium.render(out, workspace["folder"] / "report.png")
+    import browser
+
+    assert rendering.errors == []
+    assert not browser.is_blank(rendering.screenshot)
+    assert rendering.title == "Lead scoring report"
+    assert rendering.height > 3_000  # tables and six figures, not an empty shell
+
+
+def test_the_report_without_a_crm_says_where_the_funnel_comes_from(workspace, monkeypatch):
+    monkeypatch.delenv("LEADSCORE_CRM", raising=False)
+    out = workspace["folder"] / "no-crm.html"
+    outcome = runner.invoke(app, ["report", "--model", workspace["logged"].model_uri, "--out", str(out),
+                                  "--tracking-uri", workspace["store"]])
+    assert outcome.exit_code == 0, outcome.output
+    assert "No CRM was given" in out.read_text()
+
+
+def test_report_errors_name_the_fix(workspace):
+    outcome = runner.invoke(app, ["report", "--model", workspace["logged"].model_uri, "--out",
+                                  str(workspace["folder"] / "report.pdf"), "--tracking-uri", workspace["store"]])
+    assert outcome.exit_code == 2 and "HTML page" in outcome.output
+    outcome = runner.invoke(app, ["report", "--model", "models:/nothing/7", "--out",
+                                  str(workspace["folder"] / "x.html"), "--tracking-uri", workspace["store"]])
+    assert outcome.exit_code == 2 and "Cannot load the model" in outcome.output
+
+
+def test_the_training_run_logs_importances_tiers_and_plots(workspace):
+    import mlflow
+
+    client = mlflow.MlflowClient(workspace["store"])
+    run_id = workspace["logged"].run_id
+    names = {artifact.path.split("/")[-1] for artifact in client.list_artifacts(run_id, "evaluation")}
+    assert {"importances.csv", "tiers.csv", "importance.png", "beeswarm.png", "dependence.png"} <= names
+    run = client.get_run(run_id)
+    assert float(run.data.params["tiers.sql_threshold"]) >= float(run.data.params["tiers.mql_threshold"])
+    assert "tiers.sql.conversion_rate" in run.data.metrics and "tiers.handset_mql.leads_per_week" in run.data.metrics
+    importances = workspace["result"].insight.importances
+    assert importances["champion_rank"].notna().all()  # both models use the same features
+    assert (importances["rank_change"] == importances["champion_rank"] - importances["rank"]).all()
+    assert importances["share"].sum() == pytest.approx(1)
+
+
+def test_predict_explain_writes_tier_scores_and_reasons_for_every_row(workspace):
+    folder = workspace["folder"]
+    held_out = workspace["result"].held_out
+    data = folder / "open_leads.parquet"
+    held_out.drop(columns=[c for c in held_out.columns if c.startswith(("score:", "tier:"))]).to_parquet(data)
+    out = folder / "scored.csv"
+    outcome = runner.invoke(app, ["predict", "--data", str(data), "--out", str(out), "--model",
+                                  workspace["logged"].model_uri, "--tracking-uri", workspace["store"], "--explain"])
+    assert outcome.exit_code == 0, outcome.output
+    scored = pd.read_csv(out)
+    assert len(scored) == len(held_out)
+    assert {"lead_id", "probability", "tier", "fit_score", "engagement_score", "reason_1", "reason_2", "reason_3",
+            "reasons"} <= set(scored.columns)
+    # Explaining a lead never changes its score or its tier.
+    assert np.array_equal(scored["probability"].round(12), held_out["score: leadscore model"].round(12))
+    assert (scored["tier"].to_numpy() == held_out["tier: leadscore model"].to_numpy()).all()
+    assert scored["fit_score"].between(0, 100).all() and scored["engagement_score"].between(0, 100).all()
+    reasons = scored["reasons"].map(json.loads)
+    assert reasons.map(lambda r: len(r["for"]) <= 3 and len(r["against"]) <= 3).all()
+    qualified = scored[scored["tier"] != "none"]
+    assert len(qualified) and qualified["reason_1"].str.contains(r"\(\+[\d.]+ pts\)").all()
+    model = workspace["result"].model
+    sentences = " ".join(scored["reason_1"].fillna("").head(500))
+    assert not [name for name in model.features if "_" in name and name in sentences]
+    assert "SQL" in outcome.output and "MQL" in outcome.output
+
+
+def test_train_from_the_command_line_with_team_capacities(workspace):
+    outcome = runner.invoke(app, ["train", "--crm", workspace["crm"], "--candidates", "logistic", "--tier-rule",
+                                  "capacity", "--mql-per-week", "40", "--sql-per-week", "8",
+                                  "--tracking-uri", workspace["store"], "--model-name", "capacity"])
+    assert outcome.exit_code == 0, outcome.output
+    assert "capacity: at most 40 MQLs and 8 SQLs a week" in outcome.output
+    import mlflow
+
+    client = mlflow.MlflowClient(workspace["store"])
+    version = client.get_model_version_by_alias("capacity", "challenger")
+    metrics = client.get_run(version.run_id).data.metrics
+    assert 30 < metrics["tiers.mql_or_sql.leads_per_week"] <= 40
+    assert 4 < metrics["tiers.sql.leads_per_week"] <= 8
+    outcome = runner.invoke(app, ["train", "--crm", workspace["crm"], "--tier-rule", "capacity",
+                                  "--mql-per-week", "40", "--tracking-uri", workspace["store"]])
+    assert outcome.exit_code == 2 and "--sql-per-week" in outcome.output
