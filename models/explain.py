@@ -48,10 +48,6 @@ class Contributions:
     def margin(self) -> np.ndarray:
         return self.base + self.values.sum(axis=1)
 
-    def frame(self, labels: FeatureRegistry | None = None) -> pd.DataFrame:
-        columns = [labels.label(f) for f in self.features] if labels is not None else self.features
-        return pd.DataFrame(self.values, columns=columns)
-
 
 class _TreeMember:
     def __init__(self, booster, features: list[str]) -> None:
