@@ -196,9 +196,10 @@ def select_features(table: FeatureTable, config: TrainingConfig) -> tuple[Featur
     sales_side = [s.name for s in table.registry if s.sales_side and s.name not in config.allow_leaky]
     if sales_side:
         notes.append(
-            f"Left out {len(sales_side)} sales-side features ({', '.join(sales_side[:4])}"
-            f"{' ...' if len(sales_side) > 4 else ''}): they are recorded only after a lead is sales-qualified "
-            "and would leak the outcome. Allow one with --allow-leaky NAME."
+            f"Left out {len(sales_side)} sales-side features ({'; '.join(table.registry.label(n) for n in sales_side[:3])}"
+            f"{' ...' if len(sales_side) > 3 else ''}): they are recorded only after a lead is sales-qualified "
+            "and would leak the outcome. Allow one with --allow-leaky and its name from the feature registry "
+            "(feature_registry.csv in the run)."
         )
     dropped = set(sales_side) | set(config.exclude)
     return table.registry.select(n for n in table.registry.names if n not in dropped), notes
