@@ -8,6 +8,7 @@ imports the package.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -146,10 +147,12 @@ def beeswarm_plot(points: np.ndarray, values: pd.DataFrame, labels: list[str], p
     figure = Figure(figsize=(9.0, 0.45 * top + 2.0), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    shap.plots.beeswarm(
-        _shap_explanation(points, values, labels), max_display=top, ax=axes, show=False, plot_size=None,
-        color_bar_label="The lead's value (low to high)",
-    )
+    with warnings.catch_warnings():  # shap takes quantiles of the all-missing value columns of categories
+        warnings.simplefilter("ignore", RuntimeWarning)
+        shap.plots.beeswarm(
+            _shap_explanation(points, values, labels), max_display=top, ax=axes, show=False, plot_size=None,
+            color_bar_label="The lead's value (low to high)",
+        )
     axes.set_xlabel("Effect on the conversion probability (percentage points)", fontsize=11)
     axes.set_title("How each feature moves each lead's score", fontsize=13)
     return _save(figure, path)
