@@ -6,8 +6,8 @@ timed here: see train_speed.py), then explains every row the way the nightly
 job would: contributions of every feature, the top three reasons for and
 against as data, fit and engagement scores and the tier.
 
-Side by side, on the same model and the same rows, single-threaded nowhere
-(both LightGBM and leadscore use every core):
+Side by side, on the same model and the same rows, every method on every
+core, taking turns three times (medians reported):
 
 - the plain probability, the floor any explanation adds to;
 - LightGBM's ``pred_contrib`` on the model's LightGBM member (the reference);
@@ -38,8 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
-COMPARED_ROWS = 20_000  # rows on which pred_contrib and shap are timed: at their pace a million would take an hour
-SHAP_PACKAGE_ROWS = 5_000
+COMPARED_ROWS = 10_000  # rows on which pred_contrib and shap are timed: at their pace a million would take an hour
+SHAP_PACKAGE_ROWS = 2_500
+REPEATS = 3
 
 
 def _timed(function, *args, **kwargs):
@@ -49,42 +50,67 @@ def _timed(function, *args, **kwargs):
 
 
 def _compare(booster, encoded, woodelf: bool = False) -> dict:
-    """Rows per second of each way to explain ``booster`` on ``encoded``, and agreement with pred_contrib."""
+    """Rows per second of each way to explain ``booster`` on ``encoded``, and agreement with pred_contrib.
+
+    The methods take turns, ``REPEATS`` times, and each keeps its median: this
+    machine's speed drifts by a quarter from minute to minute, and taking
+    turns exposes every method to the same drift.
+    """
     import shap
 
     from leadscore.models.treeshap import TreeShap
 
     dump = booster.dump_model()
     leaves = [tree["num_leaves"] for tree in dump["tree_info"]]
-    _, predict_seconds = _timed(booster.predict, encoded, raw_score=True)
-    reference, contrib_seconds = _timed(booster.predict, encoded, pred_contrib=True)
     fast, build_seconds = _timed(TreeShap, booster)
-    ours, ours_seconds = _timed(fast.contributions, encoded)
-    _, shap_seconds = _timed(shap.TreeExplainer(booster).shap_values, encoded.head(SHAP_PACKAGE_ROWS))
+    tree_explainer = shap.TreeExplainer(booster)
+    woodelf_explainer = None
+    if woodelf:
+        try:
+            from woodelf import WoodelfExplainer
+        except ImportError:
+            pass
+        else:
+            woodelf_explainer = WoodelfExplainer(booster)
+    methods = {
+        "predict": lambda: booster.predict(encoded, raw_score=True),
+        "pred_contrib": lambda: booster.predict(encoded, pred_contrib=True),
+        "leadscore": lambda: fast.contributions(encoded),
+        "shap_package": lambda: tree_explainer.shap_values(encoded.head(SHAP_PACKAGE_ROWS)),
+    }
+    if woodelf_explainer is not None:
+        methods["woodelf"] = lambda: woodelf_explainer.shap_values(encoded, verbose=False)
+    seconds = {name: [] for name in methods}
+    outputs = {}
+    for _ in range(REPEATS):
+        for name, method in methods.items():
+            outputs[name], elapsed = _timed(method)
+            seconds[name].append(elapsed)
+    rows = {name: SHAP_PACKAGE_ROWS if name == "shap_package" else len(encoded) for name in methods}
+    speed = {name: rows[name] / float(np.median(times)) for name, times in seconds.items()}
+    reference = outputs["pred_contrib"]
     measured = {
         "trees": len(leaves),
         "mean_leaves": float(np.mean(leaves)),
         "categorical_splits": int(sum(json.dumps(t).count('"=="') for t in dump["tree_info"])),
         "rows": len(encoded),
-        "predict_rows_per_s": len(encoded) / predict_seconds,
-        "pred_contrib_rows_per_s": len(encoded) / contrib_seconds,
-        "shap_package_rows_per_s": SHAP_PACKAGE_ROWS / shap_seconds,
-        "leadscore_rows_per_s": len(encoded) / ours_seconds,
+        "repeats": REPEATS,
+        "predict_rows_per_s": speed["predict"],
+        "pred_contrib_rows_per_s": speed["pred_contrib"],
+        "shap_package_rows_per_s": speed["shap_package"],
+        "leadscore_rows_per_s": speed["leadscore"],
+        "leadscore_rows_per_s_range": [rows["leadscore"] / max(seconds["leadscore"]), rows["leadscore"] / min(seconds["leadscore"])],
         "leadscore_build_seconds": build_seconds,
-        "speedup_over_pred_contrib": contrib_seconds / ours_seconds,
-        "max_abs_difference": float(np.abs(ours - reference).max()),
+        "speedup_over_pred_contrib": speed["leadscore"] / speed["pred_contrib"],
+        "max_abs_difference": float(np.abs(outputs["leadscore"] - reference).max()),
         "table_mb": fast.table_bytes / 1e6,
     }
     if woodelf:
-        try:
-            from woodelf import WoodelfExplainer
-        except ImportError:
+        if woodelf_explainer is None:
             measured["woodelf"] = "not installed"
         else:
-            explainer = WoodelfExplainer(booster)
-            values, woodelf_seconds = _timed(explainer.shap_values, encoded, verbose=False)
-            measured["woodelf_rows_per_s"] = len(encoded) / woodelf_seconds
-            measured["woodelf_max_abs_difference"] = float(np.abs(np.asarray(values) - reference[:, :-1]).max())
+            measured["woodelf_rows_per_s"] = speed["woodelf"]
+            measured["woodelf_max_abs_difference"] = float(np.abs(np.asarray(outputs["woodelf"]) - reference[:, :-1]).max())
     return measured
 
 
@@ -94,7 +120,8 @@ def _describe(name: str, measured: dict) -> str:
         f"{measured['categorical_splits']} categorical splits), {measured['rows']:,} rows: "
         f"predict {measured['predict_rows_per_s']:,.0f} rows/s; pred_contrib {measured['pred_contrib_rows_per_s']:,.0f} "
         f"rows/s; shap TreeExplainer {measured['shap_package_rows_per_s']:,.0f} rows/s; leadscore TreeSHAP "
-        f"{measured['leadscore_rows_per_s']:,.0f} rows/s, {measured['speedup_over_pred_contrib']:.1f}x pred_contrib, "
+        f"{measured['leadscore_rows_per_s']:,.0f} rows/s (runs from {measured['leadscore_rows_per_s_range'][0]:,.0f} to "
+        f"{measured['leadscore_rows_per_s_range'][1]:,.0f}), {measured['speedup_over_pred_contrib']:.1f}x pred_contrib, "
         f"max difference {measured['max_abs_difference']:.1e}"
     )
     if "woodelf_rows_per_s" in measured:

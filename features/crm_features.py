@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.crm.schema import (
+    ACTIVITY_BY_CODE,
     ACTIVITY_TYPES,
     CHANNEL_BY_CODE,
     COMPANY_SIZE_LABELS,
@@ -37,6 +38,10 @@ FREE_EMAIL_DOMAINS = frozenset(
         "yandex.ru", "mail.ru", "qq.com", "163.com", "zoho.com", "orange.fr", "free.fr", "libero.it",
     }
 )
+
+
+# Activity of any kind, however measured (active days, decayed engagement, days since the last one).
+OVERALL_ACTIVITY = ("marketing_activity", "Marketing activity overall")
 
 
 def count_feature_name(activity_code: str, window: Window) -> str:
@@ -68,6 +73,8 @@ for _activity in ACTIVITY_TYPES:
                 family="engagement",
                 description=f"Number of {_activity.label.lower()} {_period}.",
                 sales_side=_activity.sales_side,
+                field_name=_activity.code,
+                field_label=_activity.label,
                 sentence={
                     "0": f"No {_activity.label.lower()} {_window.during}",
                     "1": f"{_activity.past} once {_window.during}",
@@ -121,14 +128,26 @@ def _days_since(activities: tuple[str, ...], timeline: Timeline) -> np.ndarray:
     return timeline.days_since_last(*activities)
 
 
+def _recency_field(activities: tuple[str, ...]) -> tuple[str, str]:
+    """The business field a recency feature belongs to: its activity's, or overall activity when it spans all."""
+    if len(activities) == 1:
+        return activities[0], ACTIVITY_BY_CODE[activities[0]].label
+    if not activities:
+        return OVERALL_ACTIVITY
+    return "", ""  # several activity types: a field of its own
+
+
 for _name, _label, _activities, _past in _RECENCY:
     _what = ", ".join(a.replace("_", " ") for a in _activities) or "any marketing activity"
+    _field_name, _field_label = _recency_field(_activities)
     CRM_FEATURES.add(
         FeatureSpec(
             name=_name,
             label=_label,
             family="engagement",
             description=f"Days between the latest {_what} and the cutoff; empty if there was none.",
+            field_name=_field_name,
+            field_label=_field_label,
             sentence={
                 "digits": "0",  # "12 days ago": a marketer counts whole days
                 "0": f"Last {_past} today",
@@ -154,6 +173,8 @@ for _name, _label, _activities, _past in _RECENCY:
         "value": "Engagement worth {value} fresh activities, older ones counting less",
         "missing": "Recent engagement unknown",
     },
+    field_name=OVERALL_ACTIVITY[0],
+    field_label=OVERALL_ACTIVITY[1],
 )
 def engagement_decayed(timeline: Timeline) -> np.ndarray:
     return timeline.decayed
@@ -171,6 +192,8 @@ for _suffix in ("30d", "90d", "ever"):
             label=f"Days with activity, {_window.label}",
             family="engagement",
             description=f"Distinct days (UTC) with at least one marketing activity, {_window.label}.",
+            field_name=OVERALL_ACTIVITY[0],
+            field_label=OVERALL_ACTIVITY[1],
             sentence={
                 "0": f"No marketing activity {_window.during}",
                 "1": f"Active on 1 day {_window.during}",

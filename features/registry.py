@@ -35,6 +35,11 @@ class FeatureSpec:
     ``{"0": "No demo requests", "1": "Requested a demo once", "value":
     "Requested a demo {value} times"}``. ``"digits"`` rounds numbers first
     (``"0"``: whole days). Without templates a value reads ``"{label}: {value}"``.
+
+    ``field_name`` groups the features derived from one business field (the
+    counts of pricing-page views over each window, the days since the last
+    one): explanations fold their contributions into one reason and one
+    importance, labelled ``field_label``.
     """
 
     name: str
@@ -44,6 +49,16 @@ class FeatureSpec:
     kind: Kind = "numeric"
     sales_side: bool = False
     sentence: dict[str, str] | None = field(default=None, hash=False)  # a dict would make specs unhashable
+    field_name: str = ""  # the business field it is derived from ("pricing_page_view"); empty: the feature is one
+    field_label: str = ""
+
+    @property
+    def business_field(self) -> str:
+        return self.field_name or self.name
+
+    @property
+    def business_label(self) -> str:
+        return self.field_label or self.label
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -92,11 +107,15 @@ class FeatureRegistry:
         kind: Kind = "numeric",
         sales_side: bool = False,
         sentence: dict[str, str] | None = None,
+        field_name: str = "",
+        field_label: str = "",
     ) -> Callable[[Compute], Compute]:
         """Register the decorated function as the feature named after it."""
 
         def register(function: Compute) -> Compute:
-            spec = FeatureSpec(function.__name__, label, family, description, kind, sales_side, sentence)
+            spec = FeatureSpec(
+                function.__name__, label, family, description, kind, sales_side, sentence, field_name, field_label
+            )
             self.add(spec, function)
             return function
 
@@ -135,8 +154,8 @@ class FeatureRegistry:
         return self.select(spec.name for spec in self if not spec.sales_side)
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per feature: name, label, family, kind, sales_side, description."""
-        columns = ["name", "label", "family", "kind", "sales_side", "description"]
+        """One row per feature: name, label, family, kind, sales_side, description, field_name."""
+        columns = ["name", "label", "family", "kind", "sales_side", "description", "field_name"]
         return pd.DataFrame([asdict(spec) for spec in self], columns=columns)
 
     def to_json(self) -> str:

@@ -354,9 +354,9 @@ def print_tiers(result) -> None:
 def print_importances(result, top: int = 10) -> None:
     importances = result.insight.importances.head(top)
     ranked = "champion_rank" in importances.columns and importances["champion_rank"].notna().any()
-    table = Table(title="What moves the score most on the held-out leads (mean absolute SHAP)", title_justify="left")
-    for header in ("Rank", "Feature", "Family", "Average effect", "Share", *(("Rank change",) if ranked else ())):
-        table.add_column(header, justify="left" if header in ("Feature", "Family") else "right")
+    table = Table(title="What moves the score most on the held-out leads (mean absolute SHAP per business field)", title_justify="left")
+    for header in ("Rank", "Field", "Family", "Average effect", "Share", *(("Rank change",) if ranked else ())):
+        table.add_column(header, justify="left" if header in ("Field", "Family") else "right")
     for _, row in importances.iterrows():
         cells = [str(int(row["rank"])), row["label"], row["family"], f"{row.mean_abs_points:.2f} pts", _percent(row.share)]
         if ranked:

@@ -10,6 +10,11 @@ its contributions are the same weighted sum of theirs:
   became (its log, its missing flag, one indicator per category level) fold
   back into that feature.
 
+Features derived from one business field (the counts of pricing-page views
+over each window, the days since the last one) fold into that field too:
+reasons and importances are per field, each reason naming the one or two
+features that carry it.
+
 Contributions add up to the margin. Probability points split the gap between
 the lead's calibrated probability and that of a lead at the base margin in
 the same proportions, so they add up too; calibration is monotone, so every
@@ -34,6 +39,19 @@ from leadscore.progress import Progress
 TOP_REASONS = 3
 CHUNK_ROWS = 100_000  # explained at once: bounds memory at about 100k x features x 8 bytes a buffer
 CARRIED_BY_MAX = 5
+FEATURES_PER_REASON = 2  # a reason about a field names its strongest features in the reason's direction
+
+
+def business_fields(registry: FeatureRegistry, features: list[str]) -> tuple[list[str], np.ndarray]:
+    """The business fields of ``features`` in order of first appearance, and the field index of each feature."""
+    fields: list[str] = []
+    index = []
+    for name in features:
+        field = registry[name].business_field
+        if field not in fields:
+            fields.append(field)
+        index.append(fields.index(field))
+    return fields, np.asarray(index, dtype=int)
 
 
 @dataclass(frozen=True)
@@ -116,6 +134,9 @@ class Explainer:
             self._members.append((member.weight, explainer))
         families = [model.registry[f].family for f in self.features]
         self.is_fit = np.array([family == "fit" for family in families])
+        self.fields, self.field_index = business_fields(model.registry, self.features)
+        self.folding = np.zeros((len(self.features), len(self.fields)))
+        self.folding[np.arange(len(self.features)), self.field_index] = 1.0
 
     def contributions(self, frame: pd.DataFrame) -> Contributions:
         """Log-odds contributions of every feature for every row of ``frame`` (a feature table)."""
@@ -160,12 +181,15 @@ class Explainer:
         step = 1e-4
         slope_at_base = (calibrator.predict(np.array([base + step]))[0] - calibrator.predict(np.array([base - step]))[0]) / (2 * step)
         slope = np.where(near, slope_at_base, (probability - base_probability) / np.where(near, 1.0, gap))
-        top_for, top_against = _top(values, TOP_REASONS)
+        by_field = values @ self.folding
+        top_for, top_against = _top(by_field, TOP_REASONS)
+        for_features = _strongest_features(values, top_for, self.field_index, 1.0)
+        against_features = _strongest_features(values, top_against, self.field_index, -1.0)
         fit = values[:, self.is_fit].sum(axis=1)
         engagement = values[:, ~self.is_fit].sum(axis=1)
         tiers = self.model.tiers
         tier = tiers.assign(probability) if tiers is not None else np.full(len(margin), "", dtype=object)
-        carried = _carried_by(values, margin, tier, tiers)
+        carried = _carried_by(by_field, margin, tier, tiers)
         subscores = self.model.subscores
         return Explanations(
             probability=probability,
@@ -179,9 +203,13 @@ class Explainer:
             engagement_score=subscores.engagement_score(engagement) if subscores else np.full(len(fit), np.nan),
             tier=tier,
             top_for=top_for,
-            top_for_log_odds=np.take_along_axis(values, np.maximum(top_for, 0), axis=1) * (top_for >= 0),
+            top_for_log_odds=_values_at(by_field, top_for),
+            top_for_features=for_features,
+            top_for_feature_log_odds=_values_at(values, for_features),
             top_against=top_against,
-            top_against_log_odds=np.take_along_axis(values, np.maximum(top_against, 0), axis=1) * (top_against >= 0),
+            top_against_log_odds=_values_at(by_field, top_against),
+            top_against_features=against_features,
+            top_against_feature_log_odds=_values_at(values, against_features),
             carried_by=carried,
             contributions=values if keep else None,
         )
@@ -204,8 +232,30 @@ def _top(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return strongest(values), strongest(-values)
 
 
+def _strongest_features(values: np.ndarray, top: np.ndarray, field_index: np.ndarray, direction: float) -> np.ndarray:
+    """(rows, reasons, 2): for each chosen field, its features pushing hardest in ``direction``; -1 pads."""
+    rows = np.arange(len(values))
+    chosen = np.full((*top.shape, FEATURES_PER_REASON), -1)
+    for slot in range(top.shape[1]):
+        score = np.where(field_index[None, :] == top[:, slot, None], direction * values, 0.0)
+        for place in range(FEATURES_PER_REASON):
+            best = np.argmax(score, axis=1) if score.shape[1] else np.zeros(len(values), dtype=int)
+            pushes = score[rows, best] > 0 if score.shape[1] else np.zeros(len(values), dtype=bool)
+            chosen[:, slot, place] = np.where(pushes, best, -1)
+            if score.shape[1]:
+                score[rows, best] = 0.0
+    return chosen
+
+
+def _values_at(values: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """``values`` of each row at its column ``indices`` (any trailing shape), 0 where the index is -1."""
+    flat = indices.reshape(indices.shape[0], int(np.prod(indices.shape[1:])))
+    picked = np.take_along_axis(values, np.maximum(flat, 0), axis=1) * (flat >= 0)
+    return picked.reshape(indices.shape)
+
+
 def _carried_by(values, margin, tier, tiers) -> np.ndarray:
-    """For leads in a tier, the strongest positive reasons without which the lead would fall below its threshold."""
+    """For leads in a tier, the strongest positive reasons (fields) without which it would fall below its threshold."""
     carried = np.full((len(margin), CARRIED_BY_MAX), -1)
     if tiers is None:
         return carried
@@ -240,11 +290,15 @@ class Explanations:
     fit_score: np.ndarray  # 0-100
     engagement_score: np.ndarray  # 0-100
     tier: np.ndarray  # "none", "MQL", "SQL" ("" when the model has no tiers)
-    top_for: np.ndarray  # (rows, 3) feature indices, -1 when fewer reasons push the score up
+    top_for: np.ndarray  # (rows, 3) business-field indices, -1 when fewer reasons push the score up
     top_for_log_odds: np.ndarray
+    top_for_features: np.ndarray  # (rows, 3, 2) feature indices: each reason's strongest features, -1 pads
+    top_for_feature_log_odds: np.ndarray
     top_against: np.ndarray
     top_against_log_odds: np.ndarray
-    carried_by: np.ndarray  # (rows, 5) feature indices of the reasons that carried the lead over its tier's threshold
+    top_against_features: np.ndarray
+    top_against_feature_log_odds: np.ndarray
+    carried_by: np.ndarray  # (rows, 5) field indices of the reasons that carried the lead over its tier's threshold
     contributions: np.ndarray | None = None
 
     @classmethod
@@ -290,40 +344,81 @@ def reason_records(
 ) -> list[dict]:
     """Per row: the reasons for and against as data, each with its sentence, and what carried it into its tier.
 
-    Values come from ``frame`` as the lead's record holds them (the raw
-    category, not the model's "(other)" level).
+    A reason is a business field. Its data: ``field``, ``label`` (the
+    field's), ``feature`` and ``value`` (its strongest feature, as the lead's
+    record holds it: the raw category, not the model's "(other)" level),
+    ``log_odds``, ``points``, ``family``, ``sentence``, and ``features``:
+    the one or two features the sentence names, each with its own share.
     """
+    fields, field_index = business_fields(registry, features)
     specs = [registry[f] for f in features]
+    field_specs = [specs[int(np.flatnonzero(field_index == k)[0])] for k in range(len(fields))]
     columns = [frame[f].to_numpy(dtype=object) for f in features]
     sentences: dict[tuple[int, object], str] = {}
-    records = []
-    for row in range(len(explanations)):
-        per_log_odds = explanations.points_per_log_odds[row]
+    # Numbers are prepared for all rows at once; the loop below only assembles them (a million rows a job).
+    scale = explanations.points_per_log_odds
+    sides = []
+    for top, log_odds, members, member_log_odds in (
+        (explanations.top_for, explanations.top_for_log_odds, explanations.top_for_features,
+         explanations.top_for_feature_log_odds),
+        (explanations.top_against, explanations.top_against_log_odds, explanations.top_against_features,
+         explanations.top_against_feature_log_odds),
+    ):
+        points = log_odds * scale[:, None]
+        member_points = member_log_odds * scale[:, None, None]
+        sides.append((top.tolist(), np.round(log_odds, 6).tolist(), np.round(points, 4).tolist(), points.tolist(),
+                      members.tolist(), np.round(member_log_odds, 6).tolist(), np.round(member_points, 4).tolist()))
 
-        def reason(index: int, log_odds: float) -> dict:
-            spec = specs[index]
+    def reason(row: int, field: int, log_odds, points, exact_points, members, member_log_odds, member_points) -> dict:
+        shown, texts = [], []
+        for index, share, share_points in zip(members, member_log_odds, member_points):
+            if index < 0:
+                continue
             value = _plain(columns[index][row])
-            key = (index, value if value is None or not isinstance(value, float) or not math.isnan(value) else None)
+            key = (index, value)
             if key not in sentences:
-                sentences[key] = describe(spec, value)
-            points = float(log_odds * per_log_odds)
-            return {
-                "feature": spec.name,
-                "label": spec.label,
-                "value": value,
-                "log_odds": round(float(log_odds), 6),
-                "points": round(points, 4),
-                "family": spec.family,
-                "sentence": f"{sentences[key]} ({format_points(points)})",
-            }
+                sentences[key] = describe(specs[index], value)
+            texts.append(sentences[key] if not texts else _lower_first(sentences[key]))
+            shown.append({"feature": specs[index].name, "label": specs[index].label, "value": value,
+                          "log_odds": share, "points": share_points})
+        spec = field_specs[field]
+        return {
+            "field": fields[field],
+            "feature": shown[0]["feature"] if shown else spec.name,
+            "label": spec.business_label,
+            "value": shown[0]["value"] if shown else None,
+            "log_odds": log_odds,
+            "points": points,
+            "family": spec.family,
+            "sentence": f"{'; '.join(texts)} ({format_points(exact_points)})",
+            "features": shown,
+        }
 
-        for_ = [reason(i, v) for i, v in zip(explanations.top_for[row], explanations.top_for_log_odds[row]) if i >= 0]
-        against = [
-            reason(i, v) for i, v in zip(explanations.top_against[row], explanations.top_against_log_odds[row]) if i >= 0
-        ]
-        carried = [specs[i].name for i in explanations.carried_by[row] if i >= 0]
-        records.append({"for": for_, "against": against, "tier": str(explanations.tier[row]), "carried_by": carried})
+    records = []
+    tiers = explanations.tier.tolist()
+    carried_by = explanations.carried_by.tolist()
+    for row in range(len(explanations)):
+        reasons = []
+        for top, log_odds, points, exact, members, member_log_odds, member_points in sides:
+            reasons.append([
+                reason(row, top[row][k], log_odds[row][k], points[row][k], exact[row][k], members[row][k],
+                       member_log_odds[row][k], member_points[row][k])
+                for k in range(len(top[row])) if top[row][k] >= 0
+            ])
+        records.append({"for": reasons[0], "against": reasons[1], "tier": str(tiers[row]),
+                        "carried_by": [fields[i] for i in carried_by[row] if i >= 0]})
     return records
+
+
+
+def field_labels(registry: FeatureRegistry, features: list[str]) -> dict[str, str]:
+    """Business field name to its label, for the fields of ``features``."""
+    return {registry[name].business_field: registry[name].business_label for name in features}
+
+
+def _lower_first(sentence: str) -> str:
+    """The second part of a joined reason: "...; last viewed the pricing page 3 days ago"."""
+    return sentence[:1].lower() + sentence[1:] if sentence[:2] != sentence[:2].upper() else sentence
 
 
 def _plain(value):
@@ -352,7 +447,7 @@ def explanation_columns(
     }
     for k in range(TOP_REASONS):
         columns[f"reason_{k + 1}"] = [r["for"][k]["sentence"] if len(r["for"]) > k else "" for r in records]
-    by_name = {spec.name: spec for spec in registry}
-    columns["tier_reasons"] = [", ".join(by_name[name].label for name in r["carried_by"]) for r in records]
+    labels = field_labels(registry, features)
+    columns["tier_reasons"] = [", ".join(labels[name] for name in r["carried_by"]) for r in records]
     columns["reasons"] = [json.dumps(r, ensure_ascii=False) for r in records]
     return pd.DataFrame(columns, index=frame.index)

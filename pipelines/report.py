@@ -21,7 +21,7 @@ import pandas as pd
 
 from leadscore.errors import LeadscoreError
 from leadscore.models import plots
-from leadscore.models.explain import Explainer, format_percent, reason_records
+from leadscore.models.explain import Explainer, field_labels, format_percent, reason_records
 from leadscore.models.model import LeadScoringModel
 from leadscore.pipelines.tracking import load_model, mlflow_at, tracking_uri
 
@@ -69,7 +69,7 @@ def read_run(model_uri: str, scratch: Path, uri: str | None = None) -> RunFiles:
         run_id=run_id,
         folder=folder,
         metrics=json.loads((folder / "metrics.json").read_text()),
-        importances=pd.read_csv(folder / "importances.csv", index_col="feature"),
+        importances=pd.read_csv(folder / "importances.csv", index_col="field"),
         tiers=pd.read_csv(folder / "tiers.csv", index_col="tier"),
         held_out=pd.read_parquet(folder / "holdout.parquet"),
     )
@@ -199,7 +199,7 @@ def _comparison_section(run: RunFiles) -> str:
 def _importance_section(run: RunFiles) -> str:
     table = run.importances.head(TOP_IMPORTANCES)
     has_champion = "champion_rank" in table.columns and table["champion_rank"].notna().any()
-    header = ["Rank", "What", "Kind", "Average effect", "Share of the model's movement"]
+    header = ["Rank", "Field", "Kind", "Average effect", "Share of the model's movement"]
     if has_champion:
         header.append("Change against the champion")
     rows = []
@@ -259,11 +259,12 @@ def _example_section(model: LeadScoringModel, run: RunFiles) -> str:
     examples = held.iloc[chosen]
     explanations = Explainer(model).explain(examples)
     records = reason_records(explanations, examples, model.registry, model.features)
+    labels = field_labels(model.registry, model.features)
     cards = []
     for position, record in enumerate(records):
         lead = examples.iloc[position][model.id_column]
         name = record["tier"]
-        carried = [model.registry.label(f) for f in record["carried_by"]]
+        carried = [labels[field] for field in record["carried_by"]]
         carried_text = f"<p class='note'>{_e(name)} because of: {_e(', '.join(carried))}.</p>" if carried else ""
         cards.append(
             "<div class='card'>"

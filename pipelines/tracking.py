@@ -113,9 +113,11 @@ def write_report_files(result: TrainingResult, folder: Path) -> dict[str, Path]:
     explained = result.held_out.iloc[insight.rows][model.features].reset_index(drop=True)
     labels = [model.registry.label(f) for f in model.features]
     files["beeswarm"] = plots.beeswarm_plot(insight.points, explained, labels, folder / "beeswarm.png")
+    # Dependence needs one value per lead: the strongest numeric engagement features, not fields.
+    strength = np.abs(insight.points).mean(axis=0) if len(insight.points) else np.zeros(len(model.features))
     engagement = [
-        model.features.index(name) for name in insight.importances.index
-        if model.registry[name].family == "engagement" and model.registry[name].kind == "numeric"
+        index for index in np.argsort(-strength, kind="stable")
+        if model.registry[model.features[index]].family == "engagement" and model.registry[model.features[index]].kind == "numeric"
     ][:DEPENDENCE_PLOTS]
     if engagement:
         files["dependence"] = plots.dependence_plots(insight.points, explained, labels, engagement, folder / "dependence.png")
@@ -232,8 +234,8 @@ def _metrics(result: TrainingResult) -> dict[str, float]:
     for tier, row in result.insight.tiers.iterrows():
         key = tier.lower().replace(" ", "_").replace("-", "")
         values.update({f"tiers.{key}.{m}": float(row[m]) for m in ("leads_per_week", "conversion_rate") if np.isfinite(row[m])})
-    for feature, row in result.insight.importances.head(20).iterrows():
-        values[f"importance.{METRIC_UNSAFE.sub('_', feature)}"] = float(row["mean_abs_points"])
+    for field, row in result.insight.importances.head(20).iterrows():
+        values[f"importance.{METRIC_UNSAFE.sub('_', field)}"] = float(row["mean_abs_points"])
     for candidate, row in result.validation.iterrows():
         values.update({f"validation.{candidate}.{m}": float(row[m]) for m in ("roc_auc", "pr_auc", "calibrated_brier") if np.isfinite(row[m])})
     return values

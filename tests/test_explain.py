@@ -118,7 +118,10 @@ def test_reasons_are_the_strongest_contributions_as_data_and_sentences(models, t
         expected_against = sorted(v for v in values[row] if v < 0)[:3]
         assert [r["log_odds"] for r in record["against"]] == pytest.approx(expected_against, abs=1e-6)
         for reason in record["for"] + record["against"]:
-            assert set(reason) == {"feature", "label", "value", "log_odds", "points", "family", "sentence"}
+            assert set(reason) == {"field", "feature", "label", "value", "log_odds", "points", "family", "sentence",
+                                   "features"}
+            # A flat table's columns are fields of their own.
+            assert reason["field"] == reason["feature"] and len(reason["features"]) == 1
             assert reason["sentence"].endswith(f"({format_points(reason['points'])})")
             assert reason["family"] == ("fit" if reason["feature"] in ("company_size", "region") else "engagement")
             # Flat tables have no phrasing: labels are readable forms of the column names.

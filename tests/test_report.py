@@ -159,3 +159,28 @@ def test_train_from_the_command_line_with_team_capacities(workspace):
     outcome = runner.invoke(app, ["train", "--crm", workspace["crm"], "--tier-rule", "capacity",
                                   "--mql-per-week", "40", "--tracking-uri", workspace["store"]])
     assert outcome.exit_code == 2 and "--sql-per-week" in outcome.output
+
+
+def test_features_derived_from_one_field_make_one_reason(workspace):
+    from leadscore.models.explain import Explainer, business_fields, reason_records
+
+    model = workspace["result"].model
+    rows = workspace["result"].held_out.head(300)
+    explanations = Explainer(model).explain(rows, keep_contributions=True)
+    records = reason_records(explanations, rows, model.registry, model.features)
+    fields, field_index = business_fields(model.registry, model.features)
+    assert len(fields) < len(model.features)  # counts over windows and recency fold into their activity
+    pricing = [model.features[i] for i in np.flatnonzero(np.array(fields)[field_index] == "pricing_page_view")]
+    assert {"pricing_page_views_7d", "pricing_page_views_30d", "days_since_pricing_page_view"} <= set(pricing)
+    joined = 0
+    for row, record in enumerate(records):
+        by_field = pd.Series(explanations.contributions[row]).groupby(field_index).sum()
+        for reason in record["for"] + record["against"]:
+            field = fields.index(reason["field"])
+            assert reason["log_odds"] == pytest.approx(by_field[field], abs=1e-6)
+            assert reason["label"] == model.registry[reason["feature"]].business_label
+            members = reason["features"]
+            assert 1 <= len(members) <= 2 and members[0]["feature"] == reason["feature"]
+            assert all(np.sign(m["log_odds"]) == np.sign(reason["log_odds"]) for m in members)
+            joined += len(members) == 2 and "; " in reason["sentence"]
+    assert joined > 50, "activity reasons name their two strongest features"

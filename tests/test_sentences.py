@@ -207,4 +207,4 @@ def test_the_feature_decorator_attaches_sentences_and_specs_stay_hashable():
         "Demo requests: unknown",
     ]
     assert len({spec, *CRM_FEATURES}) == len(CRM_FEATURES) + 1
-    assert list(registry.to_frame().columns) == ["name", "label", "family", "kind", "sales_side", "description"]
+    assert list(registry.to_frame().columns) == ["name", "label", "family", "kind", "sales_side", "description", "field_name"]
