@@ -144,8 +144,9 @@ def choose_tiers(
         if weeks is None:
             if not config.leads_per_week:
                 raise LeadscoreError(
-                    "--tier-rule capacity: the table has no time column to count leads per week. Give "
-                    "--leads-per-week (how many new leads arrive a week), or use --tier-rule precision."
+                    "--tier-rule capacity: leads per week cannot be counted (the table has no time column, or its "
+                    "held-out rows share one moment). Give --leads-per-week (how many new leads arrive a week), or "
+                    "use --tier-rule precision."
                 )
             weeks = len(best) / config.leads_per_week
         mql = _capacity_threshold(best, config.mql_per_week, weeks)
