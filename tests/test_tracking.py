@@ -142,6 +142,23 @@ def test_predict_writes_the_id_and_probability_of_every_row(table, store, tmp_pa
     with pytest.raises(LeadscoreError, match="Cannot load the model"):
         predict_file("models:/leads/99", tmp_path / "new.csv", tmp_path / "s.csv", store)
 
+    # Explained: the flat table's roles name region as fit; labels come from the column names.
+    explained = predict_file(logged.model_uri, tmp_path / "new.csv", tmp_path / "explained.csv", store, explain=True)
+    written = pd.read_csv(tmp_path / "explained.csv")
+    assert list(written.columns) == ["lead", "probability", "tier", "fit_score", "engagement_score", "reason_1",
+                                     "reason_2", "reason_3", "tier_reasons", "reasons"]
+    np.testing.assert_allclose(written["probability"], scored["probability"])
+    reasons = [r for cell in written["reasons"] for side in ("for", "against") for r in json.loads(cell)[side]]
+    assert {r["family"] for r in reasons if r["field"] == "region"} <= {"fit"}
+    assert {r["family"] for r in reasons if r["field"] in ("visits", "source")} <= {"engagement"}
+    assert {r["label"] for r in reasons} <= {"Visits", "Source", "Region"}
+    # Reasons quote the lead's own record, not the model's "(other)" level for unseen categories.
+    assert "(other)" not in " ".join(written["reasons"])
+    first = json.loads(written["reasons"][0])
+    assert all(r["value"] == "a channel never seen" for side in ("for", "against") for r in first[side]
+               if r["field"] == "source")
+    assert written["fit_score"].between(0, 100).all()
+
 
 def test_train_promote_and_predict_from_the_command_line(store, tmp_path):
     runner = CliRunner()
