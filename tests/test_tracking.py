@@ -188,3 +188,12 @@ def test_train_promote_and_predict_from_the_command_line(store, tmp_path):
     _leads(n=150).to_csv(tmp_path / "small.csv", index=False)
     refused = runner.invoke(app, ["train", "--data", str(tmp_path / "small.csv"), "--id", "lead", "--target", "won", *common])
     assert refused.exit_code == 2 and "Traceback" not in refused.output and "--min-positives" in refused.output
+
+
+def test_a_flat_table_model_gets_a_report_without_crm_or_hand_set_points(table, store, tmp_path):
+    from leadscore.pipelines.report import write_report
+
+    logged = tracking.log_training(_train(table), "leads", store)
+    page = write_report(logged.model_uri, tmp_path / "report.html", store, None, "No CRM for this table.").read_text()
+    assert "No CRM for this table." in page and "Hand-set" not in page
+    assert "Three leads and their reasons" in page and page.count("data:image/png;base64,") >= 4
