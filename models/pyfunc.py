@@ -19,9 +19,22 @@ MODEL_ARTIFACT = "model"
 
 
 class LeadscorePyfunc(mlflow.pyfunc.PythonModel):
+    """``predict`` returns the probability; with ``params={"explain": True}`` also the tier, the fit and
+    engagement scores and the reasons, as ``leadscore predict --explain`` writes them."""
+
     def load_context(self, context) -> None:
         with open(context.artifacts[MODEL_ARTIFACT], "rb") as handle:
             self.model: LeadScoringModel = pickle.load(handle)
+        self._explainer = None
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        return pd.DataFrame({"probability": self.model.predict_proba(model_input)}, index=model_input.index)
+        if not (params or {}).get("explain"):
+            return pd.DataFrame({"probability": self.model.predict_proba(model_input)}, index=model_input.index)
+        from leadscore.models.explain import Explainer, explanation_columns
+
+        if self._explainer is None:  # built once: it compiles the trees' pattern tables
+            self._explainer = Explainer(self.model)
+        explanations = self._explainer.explain(model_input)
+        scores = pd.DataFrame({"probability": explanations.probability}, index=model_input.index)
+        return pd.concat([scores, explanation_columns(explanations, model_input, self.model.registry, self.model.features)],
+                         axis=1)

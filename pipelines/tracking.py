@@ -132,7 +132,7 @@ def _requirements() -> list[str]:
     """What loading the model needs, pinned to this environment; declaring them spares MLflow a slow probe."""
     from importlib.metadata import version
 
-    packages = ("leadscore", "lightgbm", "scikit-learn", "pandas", "numpy", "pyarrow", "mlflow")
+    packages = ("leadscore", "lightgbm", "scikit-learn", "pandas", "numpy", "pyarrow", "mlflow", "numba")
     return [f"{package}=={version(package)}" for package in packages]
 
 
@@ -182,7 +182,9 @@ def log_training(
                     name="model",
                     python_model=str(Path(__file__).resolve().parent.parent / "models" / "pyfunc_code.py"),
                     artifacts={"model": str(scratch / "model.pkl")},
-                    signature=infer_signature(example, pd.DataFrame({"probability": model.predict_proba(example)})),
+                    signature=infer_signature(
+                        example, pd.DataFrame({"probability": model.predict_proba(example)}), params={"explain": False}
+                    ),
                     input_example=example,
                     pip_requirements=_requirements(),
                 )

@@ -77,6 +77,10 @@ def test_the_logged_pyfunc_is_the_trained_model(table, store):
     assert inputs == {"visits": "double", "source": "string", "region": "string"}
     raw = result.model.raw_input(table.frame.head(50))
     np.testing.assert_allclose(pyfunc.predict(raw)["probability"], result.model.predict_proba(table.frame.head(50)))
+    explained = pyfunc.predict(raw, params={"explain": True})
+    assert {"probability", "tier", "fit_score", "engagement_score", "reason_1", "reasons"} <= set(explained.columns)
+    np.testing.assert_allclose(explained["probability"], result.model.predict_proba(table.frame.head(50)))
+    assert explained["tier"].isin(["none", "MQL", "SQL"]).all()
     loaded = tracking.load_model(logged.model_uri, store)
     np.testing.assert_array_equal(loaded.predict_proba(table.frame), result.model.predict_proba(table.frame))
 
