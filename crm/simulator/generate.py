@@ -78,7 +78,6 @@ class SimulatedCrm:
 def simulate(config: SimulationConfig, progress: Progress = Progress()) -> SimulatedCrm:
     """Draw a CRM history for ``config``; deterministic for a given seed."""
     rng = np.random.default_rng(config.seed)
-    start = _seconds(config.start)
     end = _seconds(config.end)
     with progress.task("Drawing leads and profiles", total=4) as advance:
         created = _creation_times(rng, config.leads, config.start, config.end)
