@@ -375,6 +375,8 @@ def reason_records(
             if index < 0:
                 continue
             value = _plain(columns[index][row])
+            if shown and _absent(value) and _absent(shown[0]["value"]):
+                continue  # "Never viewed the pricing page; no pricing-page views ever" says it twice
             key = (index, value)
             if key not in sentences:
                 sentences[key] = describe(specs[index], value)
@@ -409,6 +411,11 @@ def reason_records(
                         "carried_by": [fields[i] for i in carried_by[row] if i >= 0]})
     return records
 
+
+
+def _absent(value) -> bool:
+    """No value or none of it: the lead never did the thing the feature counts."""
+    return value is None or value == 0
 
 
 def field_labels(registry: FeatureRegistry, features: list[str]) -> dict[str, str]:

@@ -181,6 +181,8 @@ def test_features_derived_from_one_field_make_one_reason(workspace):
             assert reason["label"] == model.registry[reason["feature"]].business_label
             members = reason["features"]
             assert 1 <= len(members) <= 2 and members[0]["feature"] == reason["feature"]
+            # Two features saying the lead never did it are one statement.
+            assert not (len(members) == 2 and all(m["value"] in (None, 0) for m in members))
             assert all(np.sign(m["log_odds"]) == np.sign(reason["log_odds"]) for m in members)
             joined += len(members) == 2 and "; " in reason["sentence"]
     assert joined > 50, "activity reasons name their two strongest features"
