@@ -24,7 +24,8 @@ demo: $(VENV)/.installed
 # The browser tests drive Debian's Chromium through its matching chromedriver;
 # a fresh CI machine has neither. A stale package index makes the first install
 # fail, so the index is refreshed only then; that first attempt's messages are
-# dropped because the retry repeats any error that persists.
+# dropped because the retry repeats any error that persists. Without apt rights
+# the browser tests skip, except under CI=true, where the install must work.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver
 
@@ -32,7 +33,8 @@ browser:
 	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
 	  echo "installing chromium and chromium-driver with apt-get"; \
 	  $(SUDO) $(APT_INSTALL) >/dev/null 2>&1 \
-	  || { $(SUDO) apt-get update -qq && $(SUDO) $(APT_INSTALL) >/dev/null; }; \
+	  || { $(SUDO) apt-get update -qq && $(SUDO) $(APT_INSTALL) >/dev/null; } \
+	  || { [ "$${CI:-}" != "true" ] && echo "could not install Chromium: the browser tests will skip"; }; \
 	fi
 
 test: $(VENV)/.dev-installed browser
