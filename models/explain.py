@@ -44,6 +44,18 @@ CARRIED_BY_MAX = 5
 FEATURES_PER_REASON = 2  # a reason about a field names its strongest features in the reason's direction
 
 
+def folding(index: np.ndarray, width: int) -> np.ndarray:
+    """0/1 matrix sending column i to column ``index[i]``: ``values @ folding(...)`` sums columns by group."""
+    matrix = np.zeros((len(index), width))
+    matrix[np.arange(len(index)), index] = 1.0
+    return matrix
+
+
+def first_of_each(index: np.ndarray) -> np.ndarray:
+    """Position of the first member of each group, groups numbered in order of first appearance."""
+    return np.unique(index, return_index=True)[1]
+
+
 def business_fields(registry: FeatureRegistry, features: list[str]) -> tuple[list[str], np.ndarray]:
     """The business fields of ``features`` in order of first appearance, and the field index of each feature."""
     fields: list[str] = []
@@ -104,8 +116,7 @@ class _LinearMember:
         self.sources = np.asarray(sources, dtype=int)
         self.means = np.asarray(means, dtype=float)
         self.base = float(model.intercept_[0] + self.coefficients @ self.means)
-        self.folding = np.zeros((len(self.sources), len(features)))
-        self.folding[np.arange(len(self.sources)), self.sources] = 1.0
+        self.folding = folding(self.sources, len(features))
 
     def contributions(self, encoded: pd.DataFrame, out: np.ndarray) -> float:
         if not len(encoded):
@@ -137,8 +148,7 @@ class Explainer:
         families = [model.registry[f].family for f in self.features]
         self.is_fit = np.array([family == "fit" for family in families])
         self.fields, self.field_index = business_fields(model.registry, self.features)
-        self.folding = np.zeros((len(self.features), len(self.fields)))
-        self.folding[np.arange(len(self.features)), self.field_index] = 1.0
+        self.folding = folding(self.field_index, len(self.fields))
 
     def contributions(self, frame: pd.DataFrame) -> Contributions:
         """Log-odds contributions of every feature for every row of ``frame`` (a feature table)."""
@@ -373,7 +383,7 @@ def _collector_paused():
 def _reason_records(explanations, frame, registry, features) -> list[dict]:
     fields, field_index = business_fields(registry, features)
     specs = [registry[f] for f in features]
-    field_specs = [specs[int(np.flatnonzero(field_index == k)[0])] for k in range(len(fields))]
+    field_specs = [specs[first] for first in first_of_each(field_index)]
     columns = [frame[f].to_numpy(dtype=object) for f in features]
     sentences: dict[tuple[int, object], str] = {}
     # Numbers are prepared for all rows at once; the loop below only assembles them (a million rows a job).

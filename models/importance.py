@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.features.registry import FeatureRegistry
-from leadscore.models.explain import business_fields
+from leadscore.models.explain import business_fields, first_of_each, folding
 
 
 def importance_table(
@@ -22,11 +22,9 @@ def importance_table(
     the model makes on these leads; ``rank`` starts at 1.
     """
     fields, field_index = business_fields(registry, features)
-    folding = np.zeros((len(features), len(fields)))
-    folding[np.arange(len(features)), field_index] = 1.0
-    magnitude = np.abs(contributions @ folding)
+    magnitude = np.abs(contributions @ folding(field_index, len(fields)))
     scale = np.abs(points_per_log_odds)[:, None]
-    first = [features[int(np.flatnonzero(field_index == k)[0])] for k in range(len(fields))]
+    first = [features[position] for position in first_of_each(field_index)]
     table = pd.DataFrame(
         {
             "field": fields,

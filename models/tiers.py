@@ -89,9 +89,12 @@ def weeks_covered(times: pd.Series | None) -> float | None:
     return float((moments[-1] - moments[0] + step) / np.timedelta64(7, "D"))
 
 
-def _per_lead_best(probability: np.ndarray, leads: pd.Series) -> np.ndarray:
-    """Each lead's highest probability over its rows: a lead is worked once, when it first crosses a threshold."""
-    return pd.Series(probability).groupby(pd.factorize(leads)[0]).max().to_numpy()
+def _per_lead_max(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Each lead's highest value over its rows (``codes``: the lead of each row, factorized).
+
+    A lead is worked once, when it first crosses a threshold, and converted if any of its rows did.
+    """
+    return pd.Series(np.asarray(values)).groupby(codes).max().to_numpy()
 
 
 def _capacity_threshold(best: np.ndarray, per_week: float, weeks: float) -> float:
@@ -140,7 +143,7 @@ def choose_tiers(
     probability = np.asarray(probability, dtype=float)
     if config.rule == "capacity":
         weeks = weeks_covered(times)
-        best = _per_lead_best(probability, leads)
+        best = _per_lead_max(probability, pd.factorize(leads)[0])
         if weeks is None:
             if not config.leads_per_week:
                 raise LeadscoreError(
@@ -181,8 +184,8 @@ def tier_report(
     reached, and converted if any of its rows did.
     """
     codes = pd.factorize(leads)[0]
-    best = pd.Series(probability).groupby(codes).max().to_numpy()
-    converted = pd.Series(np.asarray(y, dtype=int)).groupby(codes).max().to_numpy()
+    best = _per_lead_max(probability, codes)
+    converted = _per_lead_max(np.asarray(y, dtype=int), codes)
     weeks = weeks_covered(times)
     if weeks is None and leads_per_week:
         weeks = len(best) / leads_per_week
@@ -194,7 +197,7 @@ def tier_report(
     }
     thresholds = {"SQL": tiers.sql, "MQL": tiers.mql, "MQL or SQL": tiers.mql, "none": None}
     if handset_points is not None and handset_threshold is not None:
-        points = pd.Series(handset_points).groupby(codes).max().to_numpy()
+        points = _per_lead_max(handset_points, codes)
         groups["Hand-set MQL"] = points >= handset_threshold
         thresholds["Hand-set MQL"] = handset_threshold
     rows = []
