@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from leadscore.errors import LeadscoreError
+from leadscore.files import atomic_path, check_table_suffix, write_table
 from leadscore.features.registry import FeatureRegistry
 
 METADATA_KEY = b"leadscore"
@@ -41,10 +42,16 @@ class FeatureTable:
     def target(self) -> pd.Series:
         return self.frame[self.target_column]
 
+    def write(self, path: str | Path) -> Path:
+        """Parquet (with the registry, readable by ``train --table``) or CSV (the frame only), by extension."""
+        path = Path(path)
+        check_table_suffix(path)
+        if path.suffix.lower() == ".csv":
+            return write_table(self.frame, path)
+        return self.to_parquet(path)
+
     def to_parquet(self, path: str | Path) -> Path:
         path = Path(path)
-        if not path.parent.is_dir():
-            raise LeadscoreError(f"Cannot write {path}: the folder {path.parent} does not exist. Create it first.")
         table = pa.Table.from_pandas(self.frame, preserve_index=False)
         about = {
             "registry": json.loads(self.registry.to_json()),
@@ -56,7 +63,8 @@ class FeatureTable:
             "na_values": list(self.na_values),
         }
         metadata = {**(table.schema.metadata or {}), METADATA_KEY: json.dumps(about).encode()}
-        pq.write_table(table.replace_schema_metadata(metadata), path)
+        with atomic_path(path) as temporary:
+            pq.write_table(table.replace_schema_metadata(metadata), temporary)
         return path
 
     @classmethod

@@ -233,7 +233,11 @@ def funnel(crm: CrmOption = None) -> None:
 @app.command()
 @user_errors
 def features(
-    out: Annotated[Path, typer.Option("--out", help="Parquet file to write the feature table to.")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="File to write the feature table to: .parquet (keeps the feature registry, for "
+                     "`train --table`) or .csv (the values only)."),
+    ],
     crm: CrmOption = None,
     cutoff: Annotated[
         Optional[str],
@@ -259,8 +263,11 @@ def features(
     positive: PositiveOption = None,
 ) -> None:
     """Write a point-in-time feature table with labels, from the CRM or from a flat lead table."""
+    from leadscore.files import check_folder, check_table_suffix
     from leadscore.pipelines.snapshot import SnapshotPolicy, snapshot_from_crm
 
+    check_table_suffix(out)
+    check_folder(out)
     began = time.perf_counter()
     if data is not None:
         from leadscore.features.flat import load_flat_table
@@ -273,14 +280,18 @@ def features(
             raise LeadscoreError(f"--policy {policy!r}: choose cutoff or mql.") from None
         with RichProgress(console) as progress:
             table = snapshot_from_crm(_engine(crm), chosen, _day(cutoff, "--cutoff"), horizon_days, progress)
-    table.to_parquet(out)
+    table.write(out)
     positives = int(table.target.sum())
     console.print(
         f"Wrote {len(table.frame):,} rows × {len(table.registry)} features to {out} in "
         f"{time.perf_counter() - began:.1f} s ({table.source}); {positives:,} converted "
         f"({positives / max(len(table.frame), 1):.1%})."
     )
-    for note in table.notes:
+    notes = list(table.notes)
+    if out.suffix.lower() == ".csv":
+        notes.append("CSV holds the values only: `leadscore train --table` needs the .parquet file, which keeps the "
+                     "feature registry.")
+    for note in notes:
         console.print(f"Note: {note}", style="yellow")
 
 

@@ -18,6 +18,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from leadscore.files import atomic_path
+
 DPI = 150
 SIZE = (7.0, 5.5)
 GAINS_MARKS = (5, 10, 20)
@@ -36,7 +38,8 @@ def _figure() -> tuple[Figure, Axes]:
 
 def _save(figure: Figure, path) -> Path:
     path = Path(path)
-    figure.savefig(path, dpi=DPI, format="png")
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=DPI, format="png")
     return path
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from leadscore.errors import LeadscoreError
+from leadscore.files import check_folder, check_table_suffix, write_table
 from leadscore.features.flat import missing_as_nan, read_table_file
 from leadscore.models.explain import Explainer, explanation_columns
 from leadscore.pipelines.tracking import load_model
@@ -28,10 +29,8 @@ def predict_file(
     ``reason_3``), the fields that carried it into its tier, and all six
     reasons as data in the JSON column ``reasons``.
     """
-    if out.suffix.lower() not in (".csv", ".parquet"):
-        raise LeadscoreError(f"--out {out}: write .csv or .parquet.")
-    if not out.parent.is_dir():
-        raise LeadscoreError(f"--out {out}: the folder {out.parent} does not exist. Create it first.")
+    check_table_suffix(out)
+    check_folder(out)
     model = load_model(model_uri, tracking)
     frame = missing_as_nan(read_table_file(data), model.na_values)
     if model.id_column not in frame.columns:
@@ -50,8 +49,5 @@ def predict_file(
         )
     else:
         scored = pd.DataFrame({model.id_column: frame[model.id_column], "probability": model.predict_proba(frame)})
-    if out.suffix.lower() == ".csv":
-        scored.to_csv(out, index=False)
-    else:
-        scored.to_parquet(out, index=False)
+    write_table(scored, out)
     return scored

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.errors import LeadscoreError
+from leadscore.files import check_folder, write_text
 from leadscore.models import plots
 from leadscore.models.explain import Explainer, field_labels, format_percent, reason_records
 from leadscore.models.model import LeadScoringModel
@@ -81,16 +82,14 @@ def write_report(
     """Write the marketing report of ``model_uri`` to ``out``; ``funnel`` is ``funnel_by_channel`` of the CRM."""
     if out.suffix.lower() not in (".html", ".htm"):
         raise LeadscoreError(f"--out {out}: the report is an HTML page; name it e.g. report.html.")
-    if not out.parent.is_dir():
-        raise LeadscoreError(f"--out {out}: the folder {out.parent} does not exist. Create it first.")
+    check_folder(out)
     model = load_model(model_uri, uri)
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         run = read_run(model_uri, scratch, uri)
         funnel_image = plots.funnel_plot(funnel, scratch / "funnel.png") if funnel is not None else None
         page = _page(model_uri, model, run, funnel, funnel_image, crm_note)
-    out.write_text(page, encoding="utf-8")
-    return out
+    return write_text(out, page)
 
 
 # --- the page -----------------------------------------------------------------------------------

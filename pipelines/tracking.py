@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.errors import LeadscoreError
+from leadscore.files import write_text
 from leadscore.models import metrics as scoring
 from leadscore.models import plots
 from leadscore.models.explain import Explainer
@@ -102,13 +103,13 @@ def write_report_files(result: TrainingResult, folder: Path) -> dict[str, Path]:
     }
     metrics["family_shares"] = family_shares(insight.importances).to_dict()
     files = {"metrics": folder / "metrics.json"}
-    files["metrics"].write_text(json.dumps(metrics, indent=2, default=_plain))
+    write_text(files["metrics"], json.dumps(metrics, indent=2, default=_plain))
     files["reliability"] = plots.reliability_plot(evaluation.reliability, folder / "reliability.png")
     files["gains"] = plots.gains_plot(evaluation.gains, folder / "gains.png")
     files["importances"] = folder / "importances.csv"
-    insight.importances.to_csv(files["importances"])
+    write_text(files["importances"], insight.importances.to_csv())
     files["tiers"] = folder / "tiers.csv"
-    insight.tiers.to_csv(files["tiers"])
+    write_text(files["tiers"], insight.tiers.to_csv())
     files["importance_plot"] = plots.importance_plot(insight.importances, folder / "importance.png")
     explained = result.held_out.iloc[insight.rows][model.features].reset_index(drop=True)
     labels = [model.registry.label(f) for f in model.features]
@@ -122,9 +123,9 @@ def write_report_files(result: TrainingResult, folder: Path) -> dict[str, Path]:
     if engagement:
         files["dependence"] = plots.dependence_plots(insight.points, explained, labels, engagement, folder / "dependence.png")
     files["features"] = folder / "feature_registry.csv"
-    result.model.registry.to_frame().to_csv(files["features"], index=False)
+    write_text(files["features"], result.model.registry.to_frame().to_csv(index=False))
     files["validation"] = folder / "validation.csv"
-    result.validation.to_csv(files["validation"])
+    write_text(files["validation"], result.validation.to_csv())
     return files
 
 

@@ -141,7 +141,7 @@ def test_predict_writes_the_id_and_probability_of_every_row(table, store, tmp_pa
     with pytest.raises(LeadscoreError, match="has no column 'lead'"):
         fresh.drop(columns=["lead"]).to_csv(tmp_path / "no_id.csv", index=False)
         predict_file(logged.model_uri, tmp_path / "no_id.csv", tmp_path / "s.csv", store)
-    with pytest.raises(LeadscoreError, match="write .csv or .parquet"):
+    with pytest.raises(LeadscoreError, match="writes .csv or .parquet"):
         predict_file(logged.model_uri, tmp_path / "new.csv", tmp_path / "scores.txt", store)
     with pytest.raises(LeadscoreError, match="Cannot load the model"):
         predict_file("models:/leads/99", tmp_path / "new.csv", tmp_path / "s.csv", store)
