@@ -35,7 +35,7 @@ def simulate_phase(crm: str, leads: int, queue) -> None:
     from leadscore.pipelines.simulate import simulate_into_crm
 
     began = time.perf_counter()
-    summary = simulate_into_crm(connect(crm), SimulationConfig(leads=leads, seed=42), WriteMode.FORCE)
+    summary = simulate_into_crm(connect(crm, writable=True), SimulationConfig(leads=leads, seed=42), WriteMode.FORCE)
     queue.put({"seconds": time.perf_counter() - began, "rows": summary.rows, "peak_gb": _peak_gb()})
 
 

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from leadscore.crm import schema
 from leadscore.errors import LeadscoreError
+from leadscore.redact import masked_url, redact, url_secrets
 
 
 class WriteMode(enum.Enum):
@@ -35,14 +36,15 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def masked(url: str) -> str:
-    """``url`` with any password replaced, fit for messages and logs."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+def connect(url: str, *, writable: bool = False) -> sa.Engine:
+    """An engine for the CRM at ``url`` (an SQLAlchemy URL or an SQLite file path).
 
-
-def connect(url: str) -> sa.Engine:
-    """An engine for the CRM at ``url`` (an SQLAlchemy URL or an SQLite file path)."""
-    shown = masked(url)
+    Reading engines (``writable=False``) never create a database: a missing
+    SQLite file is refused, and SQLite connections are opened query-only, so
+    a reading command cannot change another application's file even by
+    accident (not even its journal mode).
+    """
+    shown = masked_url(url)
     try:
         parsed = sa.engine.make_url(normalise_url(url))
     except (sa.exc.ArgumentError, ValueError) as error:
@@ -51,23 +53,30 @@ def connect(url: str) -> sa.Engine:
             "postgresql://user@host:5432/database."
         ) from error
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        folder = Path(parsed.database).expanduser().resolve().parent
-        if not folder.is_dir():
-            raise LeadscoreError(f"--crm {shown!r}: the folder {folder} does not exist. Create it first.")
+        path = Path(parsed.database).expanduser().resolve()
+        if not path.parent.is_dir():
+            raise LeadscoreError(f"--crm {shown!r}: the folder {path.parent} does not exist. Create it first.")
+        if not writable and not path.is_file():
+            raise LeadscoreError(
+                f"--crm {shown!r}: there is no CRM database at {path}. Check the path, or create one with "
+                "`leadscore crm init` or `leadscore simulate`."
+            )
     try:
         engine = sa.create_engine(parsed)
     except (sa.exc.ArgumentError, ImportError) as error:
         raise LeadscoreError(
-            f"--crm {shown!r}: {error}. leadscore ships drivers for SQLite and PostgreSQL; for another "
-            "database, install its SQLAlchemy driver."
+            f"--crm {shown!r}: {redact(str(error), url_secrets(url))}. leadscore ships drivers for SQLite and "
+            "PostgreSQL; for another database, install its SQLAlchemy driver."
         ) from error
+    # The user's own spelling, masked: SQLAlchemy re-renders a raw '@' in a password as part of the host.
+    engine.update_execution_options(leadscore_shown_url=shown)
     if engine.dialect.name == "sqlite":
-        sa.event.listen(engine, "connect", _sqlite_connect)
+        sa.event.listen(engine, "connect", _sqlite_writer if writable else _sqlite_reader)
         sa.event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
-def _sqlite_connect(dbapi_connection, _record) -> None:
+def _sqlite_writer(dbapi_connection, _record) -> None:
     # Python's sqlite3 only opens a transaction before INSERT/UPDATE/DELETE, so
     # a DROP TABLE would commit on its own and `--force` followed by a failed
     # write would lose the old data. Taking over BEGIN makes DDL transactional
@@ -79,6 +88,13 @@ def _sqlite_connect(dbapi_connection, _record) -> None:
     # without corruption; NORMAL sync is safe in WAL mode and much faster.
     cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.close()
+
+
+def _sqlite_reader(dbapi_connection, _record) -> None:
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only = ON")
     cursor.close()
 
 
@@ -102,27 +118,95 @@ def describe(bind: sa.Engine | sa.Connection) -> dict[str, int]:
 
 
 def display_url(bind: sa.Engine | sa.Connection) -> str:
-    return bind.engine.url.render_as_string(hide_password=True)
+    """The URL the user gave, password masked (SQLAlchemy's own rendering misreads a raw '@' in a password)."""
+    engine = bind.engine
+    shown = engine.get_execution_options().get("leadscore_shown_url")
+    return shown or masked_url(engine.url.render_as_string(hide_password=True))
 
 
 def _summary(counts: dict[str, int]) -> str:
     return ", ".join(f"{name} ({rows:,} rows)" for name, rows in counts.items())
 
 
-def check_compatible(connection: sa.Connection, counts: dict[str, int]) -> None:
-    """Refuse to add to tables that carry leadscore's names but not its columns."""
+def _columns(inspector, name: str) -> list[str]:
+    return [column["name"] for column in inspector.get_columns(name)]
+
+
+def foreign_lookalikes(connection: sa.Connection, present: list[str]) -> dict[str, str]:
+    """Tables that carry one of leadscore's names without being leadscore's, with why.
+
+    A table is leadscore's only when it has exactly leadscore's columns: one
+    lacking them belongs to another application that happens to use the
+    name, and one with extra columns holds data leadscore did not write.
+    """
     inspector = sa.inspect(connection)
+    verdicts = {}
     for table in schema.TABLES:
-        if table.name not in counts:
+        if table.name not in present:
             continue
-        present = {column["name"] for column in inspector.get_columns(table.name)}
-        missing = [column.name for column in table.columns if column.name not in present]
+        columns = _columns(inspector, table.name)
+        missing = [column.name for column in table.columns if column.name not in columns]
+        extra = [column for column in columns if column not in table.columns]
         if missing:
-            raise LeadscoreError(
-                f"The table {table.name} in {display_url(connection)} lacks the columns {', '.join(missing)}: "
-                "it was not created by leadscore. Nothing was changed. Use another database, "
-                "or --force to replace leadscore's tables."
-            )
+            verdicts[table.name] = f"its columns ({', '.join(columns)}) lack leadscore's {', '.join(missing)}"
+        elif extra:
+            verdicts[table.name] = f"it has columns leadscore did not create ({', '.join(extra)})"
+    return verdicts
+
+
+def references_into(connection: sa.Connection, ours: list[str]) -> list[str]:
+    """Other tables' foreign keys and views that depend on leadscore's tables ``ours``.
+
+    Dropping a table that another application's foreign key points to would
+    fire its ON DELETE CASCADE (SQLite) or fail half-way (PostgreSQL); a view
+    over it would break.
+    """
+    if not ours:
+        return []
+    if connection.dialect.name == "postgresql":
+        return _postgresql_dependents(connection, ours)
+    inspector = sa.inspect(connection)
+    found = []
+    for name in inspector.get_table_names():
+        if name in ours:
+            continue
+        for key in inspector.get_foreign_keys(name):
+            if key["referred_table"] in ours:
+                action = (key.get("options") or {}).get("ondelete")
+                found.append(
+                    f"foreign key {name}({', '.join(key['constrained_columns'])}) -> {key['referred_table']}"
+                    + (f" ON DELETE {action.upper()}" if action else "")
+                )
+    for view in inspector.get_view_names():
+        definition = inspector.get_view_definition(view) or ""
+        used = [table for table in ours if re.search(rf"\b{re.escape(table)}\b", definition, re.IGNORECASE)]
+        if used:
+            found.append(f"view {view} over {', '.join(used)}")
+    return found
+
+
+def _postgresql_dependents(connection: sa.Connection, ours: list[str]) -> list[str]:
+    # pg_catalog sees dependents in every schema, which the inspector (one schema) would miss.
+    oids = [connection.execute(sa.text("SELECT to_regclass(:name)::oid"), {"name": name}).scalar() for name in ours]
+    oids = [oid for oid in oids if oid is not None]
+    keys = connection.execute(
+        sa.text(
+            "SELECT conrelid::regclass::text, confrelid::regclass::text, confdeltype FROM pg_constraint "
+            "WHERE contype = 'f' AND confrelid = ANY(:oids) AND NOT conrelid = ANY(:oids)"
+        ),
+        {"oids": oids},
+    ).all()
+    views = connection.execute(
+        sa.text(
+            "SELECT DISTINCT view.oid::regclass::text, depend.refobjid::regclass::text FROM pg_depend depend "
+            "JOIN pg_rewrite rule ON rule.oid = depend.objid JOIN pg_class view ON view.oid = rule.ev_class "
+            "WHERE depend.refobjid = ANY(:oids) AND view.oid <> depend.refobjid"
+        ),
+        {"oids": oids},
+    ).all()
+    actions = {"c": " ON DELETE CASCADE", "n": " ON DELETE SET NULL", "d": " ON DELETE SET DEFAULT"}
+    found = [f"foreign key {source} -> {target}{actions.get(action, '')}" for source, target, action in keys]
+    return found + [f"view {view} over {table}" for view, table in views]
 
 
 def check_writable(connection: sa.Connection, mode: WriteMode, *, empty_schema_is_fine: bool, command: str) -> dict[str, int]:
@@ -134,15 +218,30 @@ def check_writable(connection: sa.Connection, mode: WriteMode, *, empty_schema_i
     counts = describe(connection)
     ours = {name: rows for name, rows in counts.items() if name in schema.TABLE_NAMES}
     foreign = {name: rows for name, rows in counts.items() if name not in schema.TABLE_NAMES}
+    where = display_url(connection)
+    lookalikes = foreign_lookalikes(connection, list(ours))
+    if lookalikes and not (mode is WriteMode.APPEND and all("did not create" in why for why in lookalikes.values())):
+        listing = "; ".join(f"{name}: {why}" for name, why in lookalikes.items())
+        raise LeadscoreError(
+            f"{command}: {where} holds tables named like leadscore's that are not leadscore's ({listing}). "
+            "Nothing was changed: leadscore never writes into or drops another application's table, with --force "
+            "or without. Point --crm at another database (or PostgreSQL schema) for leadscore."
+        )
     fresh = not counts or (empty_schema_is_fine and not foreign and not any(ours.values()))
     if mode is WriteMode.REFUSE and not fresh:
         raise LeadscoreError(
-            f"{command}: the database {display_url(connection)} already holds tables: {_summary(counts)}. "
+            f"{command}: the database {where} already holds tables: {_summary(counts)}. "
             "Nothing was changed. Add --append to keep them and add to them, or --force to delete "
             "leadscore's tables and start empty (other tables are never touched)."
         )
-    if mode is not WriteMode.FORCE:
-        check_compatible(connection, ours)
+    if mode is WriteMode.FORCE:
+        dependents = references_into(connection, list(ours))
+        if dependents:
+            raise LeadscoreError(
+                f"{command} --force: other tables in {where} depend on leadscore's tables: {'; '.join(dependents)}. "
+                "Dropping leadscore's tables would delete or break their rows. Nothing was changed. Remove those "
+                "dependencies first, or use --append, or another database for leadscore."
+            )
     return counts
 
 
@@ -152,3 +251,29 @@ def prepare(connection: sa.Connection, mode: WriteMode, *, empty_schema_is_fine:
     if mode is WriteMode.FORCE:
         schema.metadata.drop_all(connection, tables=[t for t in schema.TABLES if t.name in counts])
     schema.metadata.create_all(connection, checkfirst=True)
+
+
+def require_crm_tables(connection: sa.Connection, tables: tuple[sa.Table, ...]) -> None:
+    """Refuse to read a database that lacks leadscore's ``tables``, or whose tables of those names are not leadscore's."""
+    present = set(sa.inspect(connection).get_table_names())
+    missing = [table.name for table in tables if table.name not in present]
+    where = display_url(connection)
+    if len(missing) == len(tables):
+        raise LeadscoreError(
+            f"{where} holds no leadscore CRM tables ({', '.join(missing)}). Check --crm, create the tables with "
+            "`leadscore crm init` and load your CRM, or simulate one with `leadscore simulate`."
+        )
+    if missing:
+        raise LeadscoreError(
+            f"{where} lacks the CRM tables {', '.join(missing)}. Create them with `leadscore crm init --append`, "
+            "which keeps the tables already there."
+        )
+    inspector = sa.inspect(connection)
+    for table in tables:
+        columns = _columns(inspector, table.name)
+        lacking = [column.name for column in table.columns if column.name not in columns]
+        if lacking:
+            raise LeadscoreError(
+                f"The table {table.name} in {where} lacks the columns {', '.join(lacking)}: it is not a leadscore "
+                "CRM table. Check --crm."
+            )

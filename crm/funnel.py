@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.crm import schema
+from leadscore.crm.conform import UNKNOWN_CHANNEL
 from leadscore.crm.history import CrmHistory
 
 STEPS = (
@@ -40,7 +41,8 @@ def funnel_by_channel(history: CrmHistory) -> pd.DataFrame:
         frame[column] = (furthest >= schema.STAGE_BY_CODE[stage].rank).astype(int)
     volumes = frame.groupby("channel", sort=False).sum()
     known = [c.code for c in schema.CHANNELS if c.code in volumes.index]
-    volumes = volumes.loc[known + sorted(set(volumes.index) - set(known))]
+    others = sorted(set(volumes.index) - set(known) - {UNKNOWN_CHANNEL})
+    volumes = volumes.loc[known + others + ([UNKNOWN_CHANNEL] if UNKNOWN_CHANNEL in volumes.index else [])]
     costs = history.campaign_costs.groupby("channel")["cost"].sum()
     volumes["cost"] = costs.reindex(volumes.index)
     volumes.loc["total"] = volumes.sum(min_count=1)
@@ -51,10 +53,9 @@ def funnel_by_channel(history: CrmHistory) -> pd.DataFrame:
         table[rate] = _ratio(table[numerator], table[denominator])
     table["cost_per_mql"] = _ratio(table["cost"], table["mqls"])
     table["cost_per_sql"] = _ratio(table["cost"], table["sqls"])
-    table["channel_label"] = [
-        schema.CHANNEL_BY_CODE[code].label if code in schema.CHANNEL_BY_CODE else ("All channels" if code == "total" else code)
-        for code in table["channel"]
-    ]
+    labels = {code: channel.label for code, channel in schema.CHANNEL_BY_CODE.items()}
+    labels.update({"total": "All channels", UNKNOWN_CHANNEL: "No channel recorded"})
+    table["channel_label"] = [labels.get(code, code) for code in table["channel"]]
     return table
 
 

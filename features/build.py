@@ -82,7 +82,7 @@ def crm_feature_table(
     as_of = seconds([history.as_of])[0] if pd.notna(history.as_of) else np.iinfo(np.int64).min
     labels["horizon_complete"] = cutoff + horizon_days * DAY <= as_of
     frame = pd.concat([frame, labels], axis=1)
-    notes = []
+    notes = list(history.notes)
     incomplete = int((~labels["horizon_complete"]).sum())
     if incomplete:
         notes.append(

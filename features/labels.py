@@ -41,7 +41,7 @@ class StageLog:
         if len(unknown):
             raise LeadscoreError(
                 f"stage_changes.stage holds {len(unknown):,} rows with unknown stages "
-                f"(e.g. {unknown.iloc[0]!r}). Map them onto {', '.join(STAGE_CODES)}."
+                f"(e.g. {unknown.iloc[0]!r}). Map them onto {', '.join(STAGE_CODES)} with --map-stage VALUE=STAGE."
             )
         index, stages = EventIndex.of(stage_changes, lead_ids, "changed_at", code)
         return cls(index, stages.astype(np.int64))

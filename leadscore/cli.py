@@ -82,6 +82,13 @@ FitOption = Annotated[
 PositiveOption = Annotated[
     Optional[str], typer.Option(help="Flat table: the target value meaning converted, when not 1/yes/true.")
 ]
+MapStageOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--map-stage",
+        help="CRM: read one of your CRM's stage names as a leadscore stage, e.g. won=customer (repeatable).",
+    ),
+]
 ModelNameOption = Annotated[str, typer.Option(help="Name of the model in the MLflow registry.")]
 TrackingOption = Annotated[
     Optional[str],
@@ -106,10 +113,16 @@ def user_errors(command):
     return wrapper
 
 
-def _engine(crm: str | None) -> sa.Engine:
+def _stage_map(pairs: list[str] | None) -> dict[str, str]:
+    from leadscore.crm.conform import parse_stage_map
+
+    return parse_stage_map(pairs or [])
+
+
+def _engine(crm: str | None, *, writable: bool = False) -> sa.Engine:
     from leadscore.crm.database import connect
 
-    return connect(crm or crm_url_from_env())
+    return connect(crm or crm_url_from_env(), writable=writable)
 
 
 def _day(value: str | None, option: str) -> datetime | None:
@@ -165,7 +178,7 @@ def crm_init(crm: CrmOption = None, append: AppendOption = False, force: ForceOp
     """Create the CRM tables (leads, activities, stage_changes, campaign_costs, lead_scores, lead_score_history)."""
     from leadscore.crm.database import WriteMode, display_url, prepare
 
-    engine = _engine(crm)
+    engine = _engine(crm, writable=True)
     with engine.begin() as connection:
         prepare(connection, WriteMode.from_flags(append, force), empty_schema_is_fine=False, command="crm init")
     console.print(f"CRM tables ready in {display_url(engine)}.")
@@ -207,7 +220,7 @@ def simulate(
     from leadscore.pipelines.simulate import simulate_into_crm
 
     config = SimulationConfig(leads=leads, seed=seed, months=months, start=_day(start, "--start").date())
-    engine = _engine(crm)
+    engine = _engine(crm, writable=True)
     began = time.perf_counter()
     with RichProgress(console) as progress:
         summary = simulate_into_crm(engine, config, WriteMode.from_flags(append, force), progress)
@@ -220,14 +233,17 @@ def simulate(
 
 @app.command()
 @user_errors
-def funnel(crm: CrmOption = None) -> None:
+def funnel(crm: CrmOption = None, map_stage: MapStageOption = None) -> None:
     """Print funnel conversion rates and cost per MQL and SQL, per channel."""
     from leadscore.crm.funnel import funnel_by_channel
     from leadscore.crm.history import load_history
 
+    stage_map = _stage_map(map_stage)
     with RichProgress(console) as progress:
-        history = load_history(_engine(crm), progress=progress)
+        history = load_history(_engine(crm), progress=progress, stage_map=stage_map)
     print_funnel(funnel_by_channel(history))
+    for note in history.notes:
+        console.print(f"Note: {note}", style="yellow")
 
 
 @app.command()
@@ -261,6 +277,7 @@ def features(
     na_value: NaValueOption = None,
     fit: FitOption = None,
     positive: PositiveOption = None,
+    map_stage: MapStageOption = None,
 ) -> None:
     """Write a point-in-time feature table with labels, from the CRM or from a flat lead table."""
     from leadscore.files import check_folder, check_table_suffix
@@ -279,7 +296,9 @@ def features(
         except ValueError:
             raise LeadscoreError(f"--policy {policy!r}: choose cutoff or mql.") from None
         with RichProgress(console) as progress:
-            table = snapshot_from_crm(_engine(crm), chosen, _day(cutoff, "--cutoff"), horizon_days, progress)
+            table = snapshot_from_crm(
+                _engine(crm), chosen, _day(cutoff, "--cutoff"), horizon_days, progress, _stage_map(map_stage)
+            )
     table.write(out)
     positives = int(table.target.sum())
     console.print(
@@ -394,6 +413,7 @@ def train(
     horizon_days: Annotated[
         int, typer.Option(help="CRM: converted means became a customer within this many days of the cutoff.", min=1)
     ] = 90,
+    map_stage: MapStageOption = None,
     cutoff_every: Annotated[int, typer.Option(help="CRM: months between two training cutoffs.", min=1)] = 1,
     rules: Annotated[
         Optional[Path],
@@ -465,7 +485,7 @@ def train(
         else:
             from leadscore.crm.history import load_history
 
-            history = load_history(_engine(crm), progress=progress)
+            history = load_history(_engine(crm), progress=progress, stage_map=_stage_map(map_stage))
             feature_table = crm_training_table(history, horizon_days, cutoff_every, progress=progress)
         scoring = HandSetScoring.from_yaml(rules) if rules else (HandSetScoring.default() if data is None else None)
         result = train_model(feature_table, config, scoring, progress)
@@ -536,6 +556,7 @@ def report(
                      "Default: $LEADSCORE_CRM, when set."),
     ] = None,
     tracking_uri: TrackingOption = None,
+    map_stage: MapStageOption = None,
 ) -> None:
     """Write one self-contained HTML page for marketing: funnel, model against hand-set scoring, drivers, tiers, examples."""
     from leadscore.crm.funnel import funnel_by_channel
@@ -547,7 +568,7 @@ def report(
     if source:
         engine = _engine(source)
         try:
-            funnel = funnel_by_channel(load_history(engine))
+            funnel = funnel_by_channel(load_history(engine, stage_map=_stage_map(map_stage)))
         finally:
             engine.dispose()
     else:

@@ -50,7 +50,7 @@ def run_demo(
     for name in ("crm.db", "crm.db-wal", "crm.db-shm", "mlflow.db"):
         (directory / name).unlink(missing_ok=True)
     shutil.rmtree(directory / "mlruns", ignore_errors=True)
-    engine = connect(str(crm_file))
+    engine = connect(str(crm_file), writable=True)
     try:
         summary = simulate_into_crm(engine, SimulationConfig(leads=leads, seed=seed), progress=progress)
         history = load_history(engine, progress=progress)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from datetime import datetime
 
 import pandas as pd
@@ -37,9 +38,10 @@ def snapshot_from_crm(
     cutoff: datetime | None = None,
     horizon_days: int = DEFAULT_HORIZON_DAYS,
     progress: Progress = Progress(),
+    stage_map: Mapping[str, str] | None = None,
 ) -> FeatureTable:
     """Read the CRM and build the snapshot; with a cutoff, later activities are never read."""
-    history = load_history(engine, activities_before=cutoff, progress=progress)
+    history = load_history(engine, activities_before=cutoff, progress=progress, stage_map=stage_map)
     if len(history.leads) == 0:
         raise LeadscoreError("The CRM holds no leads: run `leadscore simulate` or load your CRM first.")
     pairs = snapshot_pairs(history, policy, cutoff)

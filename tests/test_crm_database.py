@@ -16,7 +16,7 @@ from leadscore.errors import LeadscoreError
 
 
 def _init(url: str, mode: WriteMode = WriteMode.REFUSE) -> sa.Engine:
-    engine = connect(url)
+    engine = connect(url, writable=True)
     with engine.begin() as connection:
         prepare(connection, mode, empty_schema_is_fine=False, command="crm init")
     return engine
@@ -52,7 +52,7 @@ def test_init_refuses_a_database_that_already_holds_tables_and_changes_nothing(c
 
 
 def test_init_refuses_a_database_with_foreign_tables(crm_url):
-    engine = connect(crm_url)
+    engine = connect(crm_url, writable=True)
     with engine.begin() as connection:
         connection.execute(sa.text("CREATE TABLE invoices (id INTEGER PRIMARY KEY)"))
     with pytest.raises(LeadscoreError, match="invoices"):
@@ -74,12 +74,90 @@ def test_append_keeps_rows_and_force_drops_only_leadscore_tables(crm_url):
     assert counts["invoices"] == 1
 
 
-def test_append_refuses_tables_that_are_not_leadscore_s(crm_url):
-    engine = connect(crm_url)
+@pytest.mark.parametrize("mode", list(WriteMode))
+def test_a_table_that_merely_shares_a_name_is_never_written_or_dropped(crm_url, mode):
+    """Issue 9, case 2: another app's activities(id, user_id, action) survives --append and --force."""
+    engine = connect(crm_url, writable=True)
     with engine.begin() as connection:
-        connection.execute(sa.text("CREATE TABLE leads (id INTEGER PRIMARY KEY, name VARCHAR(20))"))
-    with pytest.raises(LeadscoreError, match="lacks the columns created_at"):
-        _init(crm_url, WriteMode.APPEND)
+        connection.execute(sa.text("CREATE TABLE activities (id INTEGER PRIMARY KEY, user_id INTEGER, action VARCHAR(20))"))
+        connection.execute(sa.text("INSERT INTO activities VALUES (1, 7, 'login'), (2, 8, 'logout')"))
+    with pytest.raises(LeadscoreError) as raised:
+        _init(crm_url, mode)
+    message = " ".join(str(raised.value).split())
+    assert "activities: its columns (id, user_id, action) lack leadscore's lead_id" in message
+    assert "never writes into or drops another application's table" in message
+    assert "use --force" not in message.lower() and "or --force" not in message
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM activities")).scalar_one() == 2
+    assert "leads" not in describe(engine)
+
+
+def test_force_refuses_to_drop_leadscore_s_own_table_when_a_user_added_columns(crm_url):
+    engine = _init(crm_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("ALTER TABLE leads ADD COLUMN notes VARCHAR(200)"))
+    _one_lead(engine)
+    with pytest.raises(LeadscoreError, match=r"leads: it has columns leadscore did not create \(notes\)"):
+        _init(crm_url, WriteMode.FORCE)
+    assert describe(engine)["leads"] == 1
+    _init(crm_url, WriteMode.APPEND)  # adding rows keeps the user's column
+    assert describe(engine)["leads"] == 1
+
+
+@pytest.mark.parametrize("on_delete", ["CASCADE", "SET NULL", "NO ACTION"])
+def test_force_refuses_when_another_application_s_foreign_key_points_into_leadscore(crm_url, on_delete):
+    """Issue 9, case 1: --force deleted sales_notes' rows through their ON DELETE CASCADE (SQLite)."""
+    engine = _init(crm_url)
+    for lead in range(1, 6):
+        _one_lead(engine, lead)
+    with engine.begin() as connection:
+        connection.execute(sa.text(
+            f"CREATE TABLE sales_notes (id INTEGER PRIMARY KEY, lead_id INTEGER REFERENCES leads(id) ON DELETE {on_delete}, "
+            "note VARCHAR(50))"
+        ))
+        connection.execute(sa.text("INSERT INTO sales_notes (id, lead_id, note) VALUES (1, 1, 'call back'), (2, 3, 'vip')"))
+    with pytest.raises(LeadscoreError) as raised:
+        _init(crm_url, WriteMode.FORCE)
+    message = str(raised.value)
+    assert "sales_notes" in message and "-> leads" in message and "Nothing was changed" in message
+    with engine.connect() as connection:
+        notes = connection.execute(sa.text("SELECT lead_id FROM sales_notes ORDER BY id")).scalars().all()
+    assert notes == [1, 3]
+    assert describe(engine)["leads"] == 5
+
+
+def test_force_refuses_when_a_view_reads_leadscore_s_tables(crm_url):
+    engine = _init(crm_url)
+    _one_lead(engine)
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE VIEW lead_channels AS SELECT id, channel FROM leads"))
+    with pytest.raises(LeadscoreError, match="view .*lead_channels over leads"):
+        _init(crm_url, WriteMode.FORCE)
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM lead_channels")).scalar_one() == 1
+
+
+def test_reading_never_creates_a_database_and_never_writes_to_sqlite(tmp_path):
+    missing = tmp_path / "crmm.db"
+    with pytest.raises(LeadscoreError, match="there is no CRM database at .*crm init.*simulate"):
+        connect(str(missing))
+    assert not missing.exists()
+    other = tmp_path / "other.db"
+    engine = connect(str(other), writable=True)
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE t (x INTEGER)"))
+    engine.dispose()
+    import sqlite3
+
+    with sqlite3.connect(other) as raw:
+        raw.execute("PRAGMA journal_mode = DELETE")
+    reader = connect(str(other))
+    with reader.connect() as connection:
+        with pytest.raises(sa.exc.OperationalError, match="readonly|query_only|attempt to write"):
+            connection.execute(sa.text("INSERT INTO t VALUES (1)"))
+    reader.dispose()
+    with sqlite3.connect(other) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # a reader never switches it to WAL
 
 
 def test_contradicting_flags_are_refused():
@@ -202,5 +280,5 @@ def test_passwords_never_reach_a_message():
 
 
 def test_bare_path_means_sqlite_and_postgresql_defaults_to_psycopg(tmp_path):
-    assert connect(str(tmp_path / "crm.db")).dialect.name == "sqlite"
+    assert connect(str(tmp_path / "crm.db"), writable=True).dialect.name == "sqlite"
     assert connect("postgresql://user@localhost/db").dialect.driver == "psycopg"

@@ -22,7 +22,7 @@ CONFIG = SimulationConfig(leads=1_500, seed=5, months=12)
 
 
 def test_the_crm_reads_back_exactly_what_was_simulated(crm_url):
-    engine = connect(crm_url)
+    engine = connect(crm_url, writable=True)
     summary = simulate_into_crm(engine, CONFIG)
     simulated = summary.simulated
     history = load_history(engine)
@@ -45,7 +45,7 @@ def test_the_crm_reads_back_exactly_what_was_simulated(crm_url):
 
 
 def test_simulate_refuses_a_crm_with_data_unless_told(crm_url):
-    engine = connect(crm_url)
+    engine = connect(crm_url, writable=True)
     simulate_into_crm(engine, CONFIG)
     with pytest.raises(LeadscoreError, match="already holds tables: activities"):
         simulate_into_crm(engine, CONFIG)
@@ -64,7 +64,7 @@ def test_simulate_refuses_a_crm_with_data_unless_told(crm_url):
 
 
 def test_simulate_into_an_initialised_empty_crm_needs_no_flag(crm_url):
-    engine = connect(crm_url)
+    engine = connect(crm_url, writable=True)
     with engine.begin() as connection:
         from leadscore.crm.database import prepare
 
@@ -74,7 +74,7 @@ def test_simulate_into_an_initialised_empty_crm_needs_no_flag(crm_url):
 
 
 def test_a_failed_write_leaves_the_crm_as_it_was(crm_url, monkeypatch):
-    engine = connect(crm_url)
+    engine = connect(crm_url, writable=True)
     simulate_into_crm(engine, CONFIG)
     before = describe(engine)
     real_write = bulk.write_frame
@@ -91,7 +91,7 @@ def test_a_failed_write_leaves_the_crm_as_it_was(crm_url, monkeypatch):
 
 
 def test_snapshot_from_the_crm_with_either_policy(crm_url):
-    engine = connect(crm_url)
+    engine = connect(crm_url, writable=True)
     simulate_into_crm(engine, CONFIG)
     at_cutoff = snapshot_from_crm(engine, SnapshotPolicy.OPEN_AT_CUTOFF, datetime(2024, 8, 1), horizon_days=60)
     assert len(at_cutoff.frame) > 300
@@ -106,7 +106,7 @@ def test_snapshot_from_the_crm_with_either_policy(crm_url):
 
 
 def test_snapshot_of_an_empty_crm_says_so(crm_url):
-    engine = connect(crm_url)
+    engine = connect(crm_url, writable=True)
     with engine.begin() as connection:
         from leadscore.crm.database import prepare
 

@@ -28,7 +28,7 @@ def workspace(tmp_path_factory):
     """A CRM in SQLite, a model trained on it, logged and made champion, then a second one as challenger."""
     folder = tmp_path_factory.mktemp("report")
     crm = f"sqlite:///{folder / 'crm.db'}"
-    engine = connect(crm)
+    engine = connect(crm, writable=True)
     try:
         simulate_into_crm(engine, SimulationConfig(leads=6_000, seed=11, months=24))
         history = load_history(engine)

@@ -1,0 +1,162 @@
+"""Making a CRM's records conform to leadscore's data model, the same way for every command.
+
+The funnel report, the feature layer and training all read the CRM through
+these rules, so they can never disagree about what the CRM says:
+
+* a lead without a channel is counted under ``(unknown)``, never dropped;
+* each lead id appears once: duplicated ids are refused, never counted twice;
+* a stage leadscore does not know (``won``) is mapped by the user's
+  ``--map-stage won=customer`` or refused, never read as "no stage";
+* ids must be whole numbers and times real dates: anything else is refused
+  with the column, the number of rows and an example;
+* activities and stage changes of leads that are not in ``leads`` are left
+  out, with a note.
+
+No database code here: the SQL reader, the simulator and any later
+connector hand their frames to ``conform``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from leadscore.crm.schema import STAGES
+from leadscore.errors import LeadscoreError
+
+UNKNOWN_CHANNEL = "(unknown)"
+STAGE_CODES = tuple(stage.code for stage in STAGES)
+# Earlier or later than this is a unit or format mistake (Julian days, milliseconds), not CRM history.
+PLAUSIBLE_FROM = np.datetime64("1970-01-02", "s")
+PLAUSIBLE_UNTIL = np.datetime64("2200-01-01", "s")
+TIME_COLUMNS = {"leads": "created_at", "activities": "occurred_at", "stage_changes": "changed_at"}
+STAGE_MAP_HINT = "--map-stage VALUE=STAGE"
+
+Example = Callable[[str, str], tuple[int, object] | None]  # (table, column) -> (rows, an example raw value)
+
+
+def parse_stage_map(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``("won=customer", "lost=disqualified")`` as a mapping, each target checked against leadscore's stages."""
+    mapping = {}
+    for pair in pairs:
+        source, separator, target = pair.partition("=")
+        source, target = source.strip(), target.strip().lower()
+        if not separator or not source:
+            raise LeadscoreError(f"--map-stage {pair!r}: write it as THEIR_STAGE=STAGE, e.g. --map-stage won=customer.")
+        if target not in STAGE_CODES:
+            raise LeadscoreError(f"--map-stage {pair!r}: {target!r} is not a leadscore stage; choose one of {', '.join(STAGE_CODES)}.")
+        mapping[source] = target
+    return mapping
+
+
+def conform(
+    leads: pd.DataFrame,
+    activities: pd.DataFrame,
+    stage_changes: pd.DataFrame,
+    stage_map: Mapping[str, str] | None = None,
+    bad_time_example: Example | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]:
+    """The three frames made to follow leadscore's rules (module docstring), and notes on what was changed.
+
+    Times arrive as seconds since the epoch, missing where the source could
+    not read a date; ``bad_time_example`` fetches an unreadable raw value for
+    the message.
+    """
+    notes: list[str] = []
+    leads = leads.copy()
+    leads["id"] = _whole_numbers(leads["id"], "leads", "id")
+    duplicated = leads["id"][leads["id"].duplicated(keep=False)]
+    if len(duplicated):
+        examples = ", ".join(str(value) for value in duplicated.drop_duplicates().head(3))
+        raise LeadscoreError(
+            f"leads.id repeats {duplicated.nunique():,} lead ids on {len(duplicated):,} rows (e.g. {examples}): each lead "
+            "must appear once, or it would be counted twice. Merge or delete the duplicated leads in the CRM, e.g. "
+            "find them with SELECT id, count(*) FROM leads GROUP BY id HAVING count(*) > 1."
+        )
+    leads["created_at"] = _times(leads["created_at"], "leads", "created_at", bad_time_example)
+    leads["channel"] = _known_channels(leads["channel"])
+
+    frames = {}
+    for table, frame in (("activities", activities), ("stage_changes", stage_changes)):
+        frame = frame.copy()
+        frame["lead_id"] = _whole_numbers(frame["lead_id"], table, "lead_id")
+        frame[TIME_COLUMNS[table]] = _times(frame[TIME_COLUMNS[table]], table, TIME_COLUMNS[table], bad_time_example)
+        orphans = ~frame["lead_id"].isin(leads["id"])
+        if orphans.any():
+            notes.append(
+                f"Left out {int(orphans.sum()):,} {table.replace('_', ' ')} of lead ids that are not in leads "
+                f"(e.g. {frame['lead_id'][orphans].iloc[0]})."
+            )
+            frame = frame[~orphans].reset_index(drop=True)
+        frames[table] = frame
+    stage_changes = frames["stage_changes"]
+    stage_changes["stage"] = mapped_stages(stage_changes["stage"], stage_map or {}, "stage_changes.stage")
+    if "lifecycle_stage" in leads.columns:
+        # Never a feature, but shown: mapped by the same rule, unknown values kept as they are.
+        lifecycle = leads["lifecycle_stage"].astype(object)
+        leads["lifecycle_stage"] = lifecycle.map(lambda value: (stage_map or {}).get(value, value)).astype("category")
+    return leads, frames["activities"], stage_changes, notes
+
+
+def mapped_stages(stages: pd.Series, stage_map: Mapping[str, str], column: str) -> pd.Series:
+    """Stages as leadscore's codes through ``stage_map``; unknown ones refused, naming them and the option."""
+    values = stages.astype(object).map(lambda value: stage_map.get(value, value) if isinstance(value, str) else value)
+    unknown = values[~values.isin(STAGE_CODES)]
+    if len(unknown):
+        counts = unknown.astype(str).value_counts()
+        listing = ", ".join(f"{value!r} ({count:,} rows)" for value, count in counts.head(8).items())
+        raise LeadscoreError(
+            f"{column} holds {len(unknown):,} rows with stages leadscore does not know: {listing}. Map each onto "
+            f"{', '.join(STAGE_CODES)} with {STAGE_MAP_HINT} (repeatable, e.g. --map-stage won=customer "
+            "--map-stage lost=disqualified), or fix those rows in the CRM."
+        )
+    return values.astype(pd.CategoricalDtype(STAGE_CODES))
+
+
+def _known_channels(channels: pd.Series) -> pd.Series:
+    text = channels.astype(object)
+    blank = text.isna() | text.map(lambda value: isinstance(value, str) and not value.strip())
+    return text.where(~blank, UNKNOWN_CHANNEL).astype("category")
+
+
+def _whole_numbers(values: pd.Series, table: str, column: str) -> pd.Series:
+    if pd.api.types.is_integer_dtype(values.dtype):
+        return values.astype(np.int64)
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = numbers.isna() | (numbers.notna() & (numbers != np.floor(numbers.fillna(0))))
+    if bad.any():
+        example = values[bad].iloc[0]
+        what = "empty" if pd.isna(example) else f"not whole-number lead ids (e.g. {example!r})"
+        raise LeadscoreError(
+            f"{table}.{column} holds {int(bad.sum()):,} of {len(values):,} values that are {what}: leadscore "
+            "identifies leads by whole numbers. Fix or delete those rows, or map your CRM's ids onto numbers "
+            "when loading it."
+        )
+    return numbers.astype(np.int64)
+
+
+def _times(seconds: pd.Series, table: str, column: str, example: Example | None) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(seconds.dtype):
+        seconds = pd.Series(seconds.to_numpy(dtype="datetime64[s]").astype(np.int64), index=seconds.index).where(seconds.notna())
+    numbers = pd.to_numeric(seconds, errors="coerce")
+    unreadable = numbers.isna()
+    if unreadable.any():
+        found = example(table, column) if example is not None else None
+        rows, sample = found if found else (int(unreadable.sum()), None)
+        what = f" (e.g. {sample!r})" if sample is not None else ""
+        raise LeadscoreError(
+            f"{table}.{column} holds {rows:,} values that are not timestamps{what}: leadscore reads ISO 8601 times "
+            "such as 2024-03-01T09:30:00 (naive UTC). Fix or delete those rows."
+        )
+    times = numbers.to_numpy(dtype=np.int64).astype("datetime64[s]")
+    implausible = (times < PLAUSIBLE_FROM) | (times >= PLAUSIBLE_UNTIL)
+    if implausible.any():
+        first = times[implausible][0]
+        raise LeadscoreError(
+            f"{table}.{column} holds {int(implausible.sum()):,} times outside 1970-2200 (e.g. {first}): they are "
+            "not dates in leadscore's format (numbers stored as days or milliseconds?). Store ISO 8601 times such as "
+            "2024-03-01T09:30:00."
+        )
+    return pd.Series(times, index=seconds.index)
