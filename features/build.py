@@ -83,15 +83,27 @@ def crm_feature_table(
     labels["horizon_complete"] = cutoff + horizon_days * DAY <= as_of
     frame = pd.concat([frame, labels], axis=1)
     notes = list(history.notes)
-    incomplete = int((~labels["horizon_complete"]).sum())
+    latest = f"{pd.Timestamp(history.as_of):%Y-%m-%d}" if pd.notna(history.as_of) else "none"
+    beyond = cutoff > as_of
+    incomplete = int((~labels["horizon_complete"] & ~beyond).sum())
+    if beyond.any():
+        notes.append(
+            f"{int(beyond.sum()):,} of {len(frame):,} rows have a cutoff after the CRM's latest record ({latest}): "
+            "their features see the whole history, and their outcome is not known yet (converted is false, "
+            "horizon_complete is false). Such rows are for scoring, not for training."
+        )
     if incomplete:
         notes.append(
             f"{incomplete:,} of {len(frame):,} rows have a cutoff less than {horizon_days} days before the "
-            f"CRM's latest record ({pd.Timestamp(history.as_of):%Y-%m-%d}): their label may still change "
-            "(horizon_complete is false)."
+            f"CRM's latest record ({latest}): their label may still change (horizon_complete is false)."
         )
     if len(frame) == 0:
-        notes.append("No lead matched the snapshot policy: the table is empty.")
+        first = history.leads["created_at"].min()
+        notes.append(
+            "No lead matched the snapshot policy: the table is empty"
+            + (f" (the CRM's first lead was created on {pd.Timestamp(first):%Y-%m-%d})." if pd.notna(first) else
+               " (the CRM holds no leads).")
+        )
     unknown = unknown_activity_types(history.activities)
     if unknown:
         listing = ", ".join(f"{name} ({count:,})" for name, count in list(unknown.items())[:10])

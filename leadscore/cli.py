@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import traceback
 import time
 from datetime import date, datetime
 from pathlib import Path
@@ -12,11 +14,14 @@ from typing import Annotated, Optional
 import pandas as pd
 import sqlalchemy as sa
 import typer
+from typer.exceptions import TyperException
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from leadscore.errors import LeadscoreError
-from leadscore.progress import RichProgress
+from leadscore.progress import for_console
+from leadscore.redact import redact, url_secrets
 from leadscore.settings import configured_crm_url, crm_url_from_env
 
 app = typer.Typer(
@@ -28,9 +33,10 @@ app = typer.Typer(
 crm_app = typer.Typer(help="Create and inspect the CRM database.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(crm_app, name="crm")
 
-# Piped output (CI logs, files) gets room for the funnel table instead of rich's 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 120)
-errors = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+# Piped output (CI logs, files) gets room for the funnel table instead of rich's 80 columns. Markup is off:
+# channel names, file names and column names are the user's text, and "[/b]" in them must print as it is.
+console = Console(width=None if sys.stdout.isatty() else 120, markup=False, highlight=False)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 120, markup=False, highlight=False)
 
 CrmOption = Annotated[
     Optional[str],
@@ -96,19 +102,38 @@ TrackingOption = Annotated[
 ]
 
 
+def _secrets(values) -> tuple[str, ...]:
+    """Passwords of every URI the command was given, by option or environment, to keep out of any output."""
+    candidates = [value for value in values if isinstance(value, str)]
+    candidates += [os.environ.get(name) for name in ("LEADSCORE_CRM", "MLFLOW_TRACKING_URI")]
+    return tuple(secret for value in candidates for secret in url_secrets(value))
+
+
+def _fail(label: str, message: str, secrets: tuple[str, ...], status: int) -> typer.Exit:
+    errors.print(Text.assemble((label, "bold red"), " ", redact(message, secrets)), soft_wrap=True)
+    return typer.Exit(status)
+
+
 def user_errors(command):
-    """Print a user error as one line and exit with status 2; leave bugs their traceback."""
+    """Print a user error as one message and exit with status 2; a bug keeps its traceback, passwords masked."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        secrets = _secrets([*args, *kwargs.values()])
         try:
             return command(*args, **kwargs)
         except LeadscoreError as error:
-            errors.print(f"[bold red]Error:[/] {error}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            raise _fail("Error:", str(error), secrets, 2) from None
         except sa.exc.OperationalError as error:
-            errors.print(f"[bold red]Database error:[/] {error.orig}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            raise _fail("Database error:", str(error.orig), secrets, 2) from None
+        except KeyboardInterrupt:
+            raise _fail("Interrupted:", "stopped before the end; files and CRM writes are all-or-nothing, so nothing half-written was kept.", secrets, 130) from None
+        except (typer.Exit, typer.Abort, TyperException):
+            raise
+        except Exception:
+            details = redact(traceback.format_exc(), secrets)
+            raise _fail("Unexpected error (a bug in leadscore; please report it with these lines):", "\n" + details,
+                        secrets, 1) from None
 
     return wrapper
 
@@ -222,7 +247,7 @@ def simulate(
     config = SimulationConfig(leads=leads, seed=seed, months=months, start=_day(start, "--start").date())
     engine = _engine(crm, writable=True)
     began = time.perf_counter()
-    with RichProgress(console) as progress:
+    with for_console(console) as progress:
         summary = simulate_into_crm(engine, config, WriteMode.from_flags(append, force), progress)
     console.print(
         f"Simulated {config.leads:,} leads from {config.start} to {config.end} into {display_url(engine)} "
@@ -239,7 +264,7 @@ def funnel(crm: CrmOption = None, map_stage: MapStageOption = None) -> None:
     from leadscore.crm.history import load_history
 
     stage_map = _stage_map(map_stage)
-    with RichProgress(console) as progress:
+    with for_console(console) as progress:
         history = load_history(_engine(crm), progress=progress, stage_map=stage_map)
     print_funnel(funnel_by_channel(history))
     for note in history.notes:
@@ -295,7 +320,7 @@ def features(
             chosen = SnapshotPolicy(policy)
         except ValueError:
             raise LeadscoreError(f"--policy {policy!r}: choose cutoff or mql.") from None
-        with RichProgress(console) as progress:
+        with for_console(console) as progress:
             table = snapshot_from_crm(
                 _engine(crm), chosen, _day(cutoff, "--cutoff"), horizon_days, progress, _stage_map(map_stage)
             )
@@ -473,7 +498,7 @@ def train(
         seed=seed,
         tiers=TierConfig(tier_rule, mql_per_week, sql_per_week, mql_precision, sql_precision, leads_per_week),
     )
-    with RichProgress(console) as progress:
+    with for_console(console) as progress:
         if data is not None:
             from leadscore.features.flat import load_flat_table
 
@@ -534,7 +559,7 @@ def predict(
     """Write the calibrated probability of conversion of every row of a file, with its tier and reasons if asked."""
     from leadscore.pipelines.predict import predict_file
 
-    with RichProgress(console) as progress:
+    with for_console(console) as progress:
         scored = predict_file(model, data, out, tracking_uri, explain, progress)
     summary = f"Scored {len(scored):,} rows with {model}: mean probability {scored['probability'].mean():.1%}"
     if explain:
@@ -588,7 +613,7 @@ def demo(
     from leadscore.pipelines.demo import run_demo
 
     began = time.perf_counter()
-    with RichProgress(console) as progress:
+    with for_console(console) as progress:
         result = run_demo(directory, leads=leads, seed=seed, progress=progress)
     if result.replaced:
         console.print(f"Replaced the previous demo in {directory}.", style="dim")

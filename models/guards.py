@@ -22,6 +22,19 @@ def require_positives(y: np.ndarray, minimum: int, where: str) -> None:
         )
 
 
+def require_both_outcomes(y: np.ndarray, rows: np.ndarray, role: str, why: str) -> None:
+    """Refuse a slice of rows that holds a single outcome: ``why`` says what the slice is for."""
+    positives = int(np.sum(y[rows]))
+    if 0 < positives < len(rows):
+        return
+    found = "no converted lead" if positives == 0 else "only converted leads"
+    raise LeadscoreError(
+        f"The {role} hold {found} among their {len(rows):,} rows: {why}. The table has {int(np.sum(y)):,} converted leads "
+        f"among {len(y):,} rows, too few where they are needed. Add rows or history (for a CRM, a longer history or "
+        "a longer --horizon-days gives more converted leads)."
+    )
+
+
 def feature_auc(encoded: pd.DataFrame, y: np.ndarray, seed: int = 42) -> pd.Series:
     """Each feature's own AUC on its rows, direction ignored (0.5 = useless, 1 = the label itself).
 

@@ -116,7 +116,7 @@ def forward_split(
         ) if len(fit) and len(validation) and len(test) else "forward in time",
         dropped=len(at) - len(before_test) - len(test),
     )
-    _check_sizes(split)
+    _check_sizes(split, at)
     return split
 
 
@@ -145,7 +145,8 @@ def stratified_split(
         role[rows[:n_test]] = 2
         role[rows[n_test : n_test + n_validation]] = 1
     fit, validation, test = (np.flatnonzero(role == r) for r in (0, 1, 2))
-    parts = tuple(np.sort(part) for part in np.array_split(rng.permutation(validation), chunks))
+    # A tiny table has fewer validation rows than chunks: an empty chunk has nothing to predict.
+    parts = tuple(np.sort(part) for part in np.array_split(rng.permutation(validation), chunks) if len(part))
     training = np.concatenate([fit, validation])
     split = Split(
         fit=fit,
@@ -157,7 +158,7 @@ def stratified_split(
         forward=False,
         description=(
             f"stratified at random (no time column): {len(fit):,} rows to fit, {len(validation):,} to validate "
-            f"in {chunks} cross-fitted chunks, {len(test):,} held out"
+            f"in {len(parts)} cross-fitted chunks, {len(test):,} held out"
         ),
     )
     _check_sizes(split)
@@ -175,10 +176,16 @@ def _day(seconds: int) -> str:
     return str(np.datetime64(int(seconds), "s").astype("datetime64[D]"))
 
 
-def _check_sizes(split: Split) -> None:
+def _check_sizes(split: Split, at: np.ndarray | None = None) -> None:
     for role in ("fit", "validation", "test"):
         if len(getattr(split, role)) == 0:
+            if split.forward:
+                span = f"{len(at):,} rows at {len(np.unique(at)):,} distinct times from {_day(at.min())} to {_day(at.max())}"
+                fix = "Add history (a longer time span), or shorten --horizon-days, which sets the gap between slices."
+            else:
+                span = f"{len(split.fit) + len(split.validation) + len(split.test):,} rows"
+                fix = "Add rows."
             raise LeadscoreError(
-                f"The {role} slice is empty: the table is too small or too short in time for a "
-                f"{'forward' if split.forward else 'stratified'} split. Add rows or history."
+                f"The {role} slice is empty: {span} are too few for a {'forward' if split.forward else 'stratified'} "
+                f"split into rows to fit, to validate and to hold out. {fix}"
             )

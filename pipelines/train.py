@@ -48,7 +48,7 @@ from leadscore.models.candidates import LightGBMCandidate, LogisticCandidate, li
 from leadscore.models.encoding import FrameEncoder
 from leadscore.models.explain import Explainer
 from leadscore.models.importance import importance_table
-from leadscore.models.guards import leaky_features, require_disjoint, require_positives
+from leadscore.models.guards import leaky_features, require_both_outcomes, require_disjoint, require_positives
 from leadscore.models.model import LeadScoringModel, Member
 from leadscore.models.rules import HandSetScoring
 from leadscore.models.split import Split, forward_split, stratified_split
@@ -255,12 +255,9 @@ def train_model(
     notes += split_notes
     require_positives(y[split.training], config.min_positives, "training rows")
     require_disjoint(table.frame[table.id_column], split.training, split.test)
-    for role, rows in (("held-out", split.test), ("validation", split.validation)):
-        if len(np.unique(y[rows])) < 2:
-            raise LeadscoreError(
-                f"The {role} rows hold {len(rows):,} leads of a single outcome: no way to measure a model on them. "
-                "Add history, or raise --test-share / --validation-share."
-            )
+    require_both_outcomes(y, split.test, "held-out rows", "no way to measure a model on them")
+    require_both_outcomes(y, split.validation, "validation rows", "no way to compare candidates on them")
+    require_both_outcomes(y, split.fit, "oldest rows (used to tune the candidates)", "a model cannot learn from one outcome")
 
     features = registry.names
     numeric = tuple(n for n in features if registry[n].kind == "numeric")
@@ -278,6 +275,7 @@ def train_model(
         variants = [(name, recency) for name in tuned for recency in ((False, True) if times is not None else (False,))]
         margins = {variant: [] for variant in variants}
         for chunk, learn in zip(split.chunks, split.chunk_training):
+            # Every chunk learns from the fitting rows and more, so both outcomes are there (checked above).
             rows, weight = _subsample(learn, y, rng)
             for name, recency in variants:
                 fitted = tuned[name].fit(X.iloc[rows], y[rows], _weights(times, rows, weight, recency))

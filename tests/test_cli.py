@@ -140,3 +140,53 @@ def test_demo_prints_the_funnel_and_the_model_against_the_baselines(tmp_path, mo
     for fragment in ("Replaced the previous demo", "Lead→MQL", "MQL→SQL", "Cost / MQL", "Cost / SQL", "E-book",
                      "All channels", "Held-out leads", "Hand-set points", "Lift, top 10%", "first champion"):
         assert fragment in text
+
+
+def test_user_text_is_printed_as_it_is_never_read_as_markup(tmp_path):
+    """Issue 9, case 8: '[/b]' in a channel crashed the funnel, '[emea]' lost its brackets, '[/x]' in an option
+    crashed the error handler itself."""
+    import sqlalchemy as sa
+
+    crm = tmp_path / "crm.db"
+    assert run("simulate", "--crm", crm, "--leads", 300, "--months", 6).exit_code == 0
+    engine = sa.create_engine(f"sqlite:///{crm}")
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE leads SET channel = 'Partner [/b]' WHERE channel = 'partner'"))
+        connection.execute(sa.text("UPDATE leads SET channel = '[emea] partner' WHERE channel = 'event'"))
+    engine.dispose()
+    funnel = run("funnel", "--crm", crm)
+    assert funnel.exit_code == 0, funnel.output
+    assert "Partner [/b]" in funnel.output and "[emea] partner" in funnel.output
+    data = tmp_path / "export [" / "x] leads.csv"  # the path of a file in a folder named "export ["
+    data.parent.mkdir()
+    pd.DataFrame({"id": [1, 2, 3], "won": [0, 1, 0], "visits": [1, 2, 3]}).to_csv(data, index=False)
+    _user_error(run("features", "--data", data, "--id", "[/lead_id]", "--target", "won", "--out", tmp_path / "f.parquet"),
+                "--id '[/lead_id]'", "x] leads.csv has no such column")
+    _user_error(run("features", "--data", data, "--id", "id", "--target", "won", "--drop", "[bold]x[/bold]",
+                    "--out", tmp_path / "f.parquet"), "--drop '[bold]x[/bold]'")
+
+
+def test_piped_output_gets_plain_progress_lines_not_bars(tmp_path):
+    crm = tmp_path / "crm.db"
+    result = run("simulate", "--crm", crm, "--leads", 300, "--months", 6)
+    assert result.exit_code == 0
+    assert "Writing leads (0/300)..." in result.output and "Writing leads: done in" in result.output
+    assert "━" not in result.output
+
+
+def test_passwords_never_print_even_from_an_unexpected_error(tmp_path, monkeypatch):
+    url = "postgresql://crm_user:p@ssw0rd!@127.0.0.1:1/crm"
+    result = run("funnel", "--crm", url)
+    assert result.exit_code == 2
+    assert "ssw0rd" not in result.output and "***" in result.output
+
+    import leadscore.crm.history as history
+
+    def broken(*args, **kwargs):
+        raise RuntimeError(f"something went wrong talking to {url}")
+
+    monkeypatch.setattr(history, "load_history", broken)
+    crashed = run("funnel", "--crm", url)
+    assert crashed.exit_code == 1
+    assert "a bug in leadscore" in crashed.output and "Traceback" in crashed.output
+    assert "ssw0rd" not in crashed.output

@@ -196,3 +196,28 @@ def test_each_candidate_can_be_the_model():
         result = train_model(table, TrainingConfig(min_positives=50, candidates=(candidate,)))
         assert result.model.kind == candidate
         assert list(result.validation.index) == [candidate]
+
+
+@pytest.mark.parametrize("rows", [12, 30, 60])
+def test_following_the_minimum_data_advice_on_a_tiny_table_never_crashes(rows):
+    """Issue 9: --min-positives 1 on a 30-row table crashed inside LightGBM on an empty chunk."""
+    frame = _flat(rows, seed=2)
+    frame.loc[frame.index[:max(rows // 3, 4)], "won"] = 1
+    table = flat_feature_table(frame, ColumnRoles(id="id", target="won"))
+    try:
+        result = train_model(table, TrainingConfig(min_positives=1))
+    except LeadscoreError as error:
+        assert "rows" in str(error) and ("Add rows" in str(error) or "Add history" in str(error))
+    else:
+        assert result.evaluation.metrics.loc["leadscore model", "roc_auc"] >= 0
+
+
+def test_a_slice_of_a_single_outcome_is_refused_with_counts_and_the_fix():
+    frame = _flat(400, seed=1, with_time=True)
+    frame["won"] = 0
+    frame.loc[frame.index[290:320], "won"] = 1  # conversions only after the oldest rows: nothing to tune on
+    frame.loc[frame.index[360:380], "won"] = 1
+    table = flat_feature_table(frame, ColumnRoles(id="id", target="won", time="created"))
+    with pytest.raises(LeadscoreError, match=r"hold (no converted lead|only converted leads) among their [\d,]+ rows.*Add rows or history"):
+        train_model(table, TrainingConfig(min_positives=1))
+
