@@ -19,13 +19,12 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from leadscore.errors import LeadscoreError
+from leadscore.features.parsing import looks_like_dates, read_times
 from leadscore.features.registry import FeatureRegistry, FeatureSpec
 from leadscore.features.table import FeatureTable
 
 CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
-# Only unambiguous date text: month names such as "may" must stay categories.
-ISO_DATE = r"^\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?$"
 TRUE_WORDS = {"1", "yes", "y", "true", "t", "converted", "won"}
 FALSE_WORDS = {"0", "no", "n", "false", "f", "not converted", "lost"}
 
@@ -35,7 +34,9 @@ class ColumnRoles(BaseModel):
 
     ``fit`` names the columns that describe who the lead is; every other
     feature counts as engagement. ``positive`` is the target value meaning
-    "converted" when it is not one of 1, yes, true.
+    "converted" when it is not one of 1, yes, true. ``time_format`` is how the
+    time column writes dates (strftime codes); without it the one format
+    fitting every value is found, and dates it cannot tell apart refused.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -43,6 +44,7 @@ class ColumnRoles(BaseModel):
     id: str
     target: str
     time: str | None = None
+    time_format: str | None = None
     drop: tuple[str, ...] = ()
     na_values: tuple[str, ...] = ()
     fit: tuple[str, ...] = ()
@@ -134,7 +136,7 @@ def flat_feature_table(frame: pd.DataFrame, roles: ColumnRoles, source: str = "t
     target = _binary_target(frame[roles.target], roles, source)
     columns: dict[str, pd.Series] = {roles.id: ids}
     if roles.time:
-        columns[roles.time] = _checked_times(frame[roles.time], roles.time, source)
+        columns[roles.time] = read_times(frame[roles.time], roles.time, source, roles.time_format)
 
     registry = FeatureRegistry()
     notes: list[str] = []
@@ -177,6 +179,8 @@ def flat_feature_table(frame: pd.DataFrame, roles: ColumnRoles, source: str = "t
 
 
 def _check_columns(frame: pd.DataFrame, roles: ColumnRoles, source: str) -> None:
+    if roles.time_format and not roles.time:
+        raise LeadscoreError(f"--time-format {roles.time_format} needs the column it describes: add --time COLUMN.")
     named = [("--id", roles.id), ("--target", roles.target)]
     if roles.time:
         named.append(("--time", roles.time))
@@ -257,24 +261,6 @@ def _binary_target(values: pd.Series, roles: ColumnRoles, source: str) -> pd.Ser
     return target.reset_index(drop=True)
 
 
-def _checked_times(values: pd.Series, column: str, source: str) -> pd.Series:
-    times = pd.to_datetime(values, errors="coerce", format="mixed")
-    unreadable = values.notna() & times.isna()
-    if unreadable.any():
-        example = values[unreadable].iloc[0]
-        raise LeadscoreError(
-            f"The time column {column!r} of {source} holds {int(unreadable.sum()):,} values that are not dates "
-            f"(e.g. {example!r}). Use ISO dates such as 2024-03-01, or choose another --time column."
-        )
-    missing = int(values.isna().sum())
-    if missing:
-        raise LeadscoreError(
-            f"The time column {column!r} is empty on {missing:,} of {len(values):,} rows of {source}: a forward-in-time "
-            "split needs a date on every row. Fill or remove those rows, or leave out --time."
-        )
-    return times.reset_index(drop=True)
-
-
 def _infer(values: pd.Series, column: str, rows: int, notes: list[str]) -> tuple[pd.Series, str] | None:
     """The column as a numeric or categorical feature, or None (with a note) when it cannot help."""
     values = values.reset_index(drop=True)
@@ -297,7 +283,7 @@ def _infer(values: pd.Series, column: str, rows: int, notes: list[str]) -> tuple
     numbers = pd.to_numeric(values, errors="coerce")
     if numbers.notna().sum() == values.notna().sum():
         return numbers.astype(float), "numeric"
-    if values.dropna().astype(str).str.match(ISO_DATE).all():
+    if looks_like_dates(values):
         notes.append(f"Dropped {column!r}: it holds dates. Name it with --time, or derive numbers from it.")
         return None
     if distinct == rows and rows >= 50:

@@ -99,7 +99,11 @@ def test_targets_in_common_spellings(values, positive, converted):
         (lambda f: f.assign(won=["a", "b", "c"] * 20), ROLES, r"3 distinct values .* --positive"),
         (lambda f: f, ROLES.model_copy(update={"positive": "maybe"}), r"--positive 'maybe' never occurs"),
         (lambda f: f.assign(signup=["soon"] + list(f["signup"][1:])), ROLES.model_copy(update={"time": "signup"}),
-         r"time column 'signup' .* 1 values that are not dates \(e.g. 'soon'\)"),
+         r"time column 'signup' .* not a date on 1 of 60 rows, e.g. 'soon' \(its other rows hold ISO dates"),
+        (lambda f: f.assign(signup=["03/04/2025"] * 60), ROLES.model_copy(update={"time": "signup"}),
+         r"time column 'signup' of leads.csv has 60 of 60 rows whose date depends on the format: '03/04/2025' is "
+         r"3 April 2025 with %d/%m/%Y but 4 March 2025 with %m/%d/%Y\. .* --time-format %d/%m/%Y"),
+        (lambda f: f, ROLES.model_copy(update={"time_format": "%d/%m/%Y"}), r"--time-format %d/%m/%Y needs .* --time COLUMN"),
         (lambda f: f.iloc[:0], ROLES, r"has no rows"),
         (lambda f: f[["lead", "won", "score"]], ColumnRoles(id="lead", target="won", drop=("score",)), r"no usable feature column"),
     ],
@@ -142,6 +146,18 @@ def test_latin1_csv_is_read(tmp_path):
     (tmp_path / "leads.csv").write_bytes("id,won,city\n1,1,São Paulo\n2,0,Zürich\n3,0,Köln\n".encode("latin-1"))
     table = load_flat_table(tmp_path / "leads.csv", ColumnRoles(id="id", target="won"))
     assert table.frame["city"].astype(str).tolist() == ["São Paulo", "Zürich", "Köln"]
+
+
+def test_day_first_dates_are_read_day_first_on_every_row(frame):
+    days = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.random.default_rng(1).integers(0, 700, 2_000), unit="D")
+    leads = pd.DataFrame({"lead": range(2_000), "won": [1, 0] * 1_000, "visits": range(2_000),
+                          "signup": days.strftime("%d/%m/%Y")})
+    table = flat_feature_table(leads, ColumnRoles(id="lead", target="won", time="signup"))
+    assert (table.frame["signup"] == days).all()
+    written = pd.DataFrame({"lead": range(4), "won": [1, 0, 1, 0], "visits": range(4),
+                            "signup": ["03/04/2025", "05/04/2025", "12/12/2025", "01/02/2025"]})
+    settled = flat_feature_table(written, ColumnRoles(id="lead", target="won", time="signup", time_format="%m/%d/%Y"))
+    assert settled.frame["signup"].dt.strftime("%Y-%m-%d").tolist() == ["2025-03-04", "2025-05-04", "2025-12-12", "2025-01-02"]
 
 
 @pytest.mark.shared_data
