@@ -2,9 +2,10 @@
 
 A ``ColumnRoles`` mapping says which column is the id, the target, the
 optional time, which to drop and which values mean "missing". Every other
-column becomes a feature: numeric when all its values read as numbers,
-categorical otherwise. Columns that cannot help (a single value, a distinct
-text value on every row, dates) are dropped with a note saying so.
+column becomes a feature: numeric when its values read as numbers (see
+``features.parsing`` for decimal marks and placeholders), categorical
+otherwise. Columns that cannot help (a single value, a distinct text value on
+every row, dates) are dropped with a note saying so.
 """
 
 from __future__ import annotations
@@ -19,12 +20,20 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from leadscore.errors import LeadscoreError
-from leadscore.features.parsing import looks_like_dates, read_times
+from leadscore.features.parsing import (
+    NumberFormat,
+    ReadingRule,
+    looks_like_dates,
+    missing_as_nan,
+    number_formats,
+    read_times,
+)
 from leadscore.features.registry import FeatureRegistry, FeatureSpec
 from leadscore.features.table import FeatureTable
 
 CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
+BOOLEAN_WORDS = {"True": True, "TRUE": True, "true": True, "False": False, "FALSE": False, "false": False}
 TRUE_WORDS = {"1", "yes", "y", "true", "t", "converted", "won"}
 FALSE_WORDS = {"0", "no", "n", "false", "f", "not converted", "lost"}
 
@@ -110,14 +119,15 @@ def _read_csv(path: Path, na_values: tuple[str, ...]) -> pd.DataFrame:
         delimiter = csv.Sniffer().sniff(sample.split("\n", 1)[0], delimiters=",;\t|").delimiter
     except csv.Error:
         delimiter = ","
-    return pd.read_csv(path, sep=delimiter, encoding=encoding, na_values=list(na_values), low_memory=False)
-
-
-def missing_as_nan(frame: pd.DataFrame, na_values: tuple[str, ...]) -> pd.DataFrame:
-    if not na_values:
-        return frame
-    text = [c for c in frame.columns if pd.api.types.is_object_dtype(frame[c]) or pd.api.types.is_string_dtype(frame[c])]
-    return frame.assign(**{c: frame[c].where(~frame[c].isin(na_values)) for c in text})
+    # Every value as written: pandas would read 1.234 as a number before anyone could see that the file
+    # writes decimal commas, and would turn the id 007 into 7.
+    frame = pd.read_csv(path, sep=delimiter, encoding=encoding, na_values=list(na_values), dtype=str, low_memory=False)
+    booleans = {
+        column: frame[column].map(BOOLEAN_WORDS).astype("boolean")
+        for column in frame.columns
+        if frame[column].notna().any() and frame[column].dropna().isin(BOOLEAN_WORDS).all()
+    }
+    return frame.assign(**booleans)
 
 
 def load_flat_table(path: str | Path, roles: ColumnRoles) -> FeatureTable:
@@ -139,16 +149,19 @@ def flat_feature_table(frame: pd.DataFrame, roles: ColumnRoles, source: str = "t
         columns[roles.time] = read_times(frame[roles.time], roles.time, source, roles.time_format)
 
     registry = FeatureRegistry()
-    notes: list[str] = []
     reserved = {roles.id, roles.target, roles.time, *roles.drop}
-    for column in frame.columns:
-        if column in reserved:
-            continue
-        inferred = _infer(frame[column], column, len(frame), notes)
+    candidates = [column for column in frame.columns if column not in reserved]
+    formats, notes = number_formats(frame[candidates], source)
+    numbers: dict[str, NumberFormat] = {}
+    for column in candidates:
+        values = formats[column].read(frame[column])[0] if column in formats else frame[column]
+        inferred = _infer(values, column, len(frame), notes)
         if inferred is None:
             continue
         values, kind = inferred
         columns[column] = values
+        if kind == "numeric":
+            numbers[column] = formats.get(column, NumberFormat())
         registry.add(
             FeatureSpec(
                 name=column,
@@ -174,7 +187,7 @@ def flat_feature_table(frame: pd.DataFrame, roles: ColumnRoles, source: str = "t
         time_column=roles.time,
         source=source,
         notes=tuple(notes),
-        na_values=roles.na_values,
+        reading=ReadingRule(roles.na_values, numbers),
     )
 
 
@@ -240,8 +253,8 @@ def _binary_target(values: pd.Series, roles: ColumnRoles, source: str) -> pd.Ser
         target = text == positive
     elif pd.api.types.is_bool_dtype(values):
         target = values.astype(bool)
-    elif pd.api.types.is_numeric_dtype(values) and set(np.unique(values.to_numpy())) <= {0, 1}:
-        target = values.astype(int) == 1
+    elif set(np.unique(numbers := NumberFormat().read(values)[0])) <= {0, 1}:
+        target = numbers == 1
     elif set(distinct) <= TRUE_WORDS | FALSE_WORDS and len(set(distinct) & TRUE_WORDS) <= 1:
         target = text.isin(TRUE_WORDS)
     else:
@@ -271,18 +284,14 @@ def _infer(values: pd.Series, column: str, rows: int, notes: list[str]) -> tuple
     if pd.api.types.is_datetime64_any_dtype(values):
         notes.append(f"Dropped {column!r}: it holds dates. Name it with --time, or derive numbers from it.")
         return None
-    if pd.api.types.is_bool_dtype(values):
-        return values.astype(float), "numeric"
-    if pd.api.types.is_numeric_dtype(values):
-        if pd.api.types.is_integer_dtype(values) and distinct == rows and rows >= 50:
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        numbers = values.astype(float)
+        if distinct == rows and rows >= 50 and (numbers % 1 == 0).all():
             notes.append(
                 f"{column!r} holds a distinct whole number on every row, like an identifier: "
                 f"drop it with --drop {column!r} if it is one."
             )
-        return values.astype(float), "numeric"
-    numbers = pd.to_numeric(values, errors="coerce")
-    if numbers.notna().sum() == values.notna().sum():
-        return numbers.astype(float), "numeric"
+        return numbers, "numeric"
     if looks_like_dates(values):
         notes.append(f"Dropped {column!r}: it holds dates. Name it with --time, or derive numbers from it.")
         return None

@@ -1,17 +1,42 @@
-"""Reading the dates of a flat lead table: one format per column, decided on all its values.
+"""Reading the dates and numbers of a flat lead table: one reading per column, decided on all its values.
 
-CRM exports write dates as 03/04/2025. Read value by value, a date column
-comes out half day-first and half month-first. So each column gets one
-format, chosen on every value, and where two formats fit the same values
-differently leadscore says so instead of guessing.
+CRM exports write dates as 03/04/2025 and numbers as 1.234,56, with '?' for
+unknown. Read value by value, a date column comes out half day-first and half
+month-first, and a numeric column with three placeholders becomes a category
+of a thousand levels. So each column gets one format, chosen on every value,
+and where two formats fit the same values differently leadscore says so
+instead of guessing.
+
+A numeric column's reading (decimal mark, placeholders read as missing)
+travels with the model in a ``ReadingRule``: scoring reads new rows exactly
+as training read its table.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from leadscore.errors import LeadscoreError
+
+POINT, COMMA = ".", ","
+# A number as exports write it with each decimal mark. Thousands groups never start with 0, so that
+# 0,125 and 0.125 can only be decimals.
+NUMBER_PATTERNS = {
+    POINT: re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d*)?"),
+    COMMA: re.compile(r"[+-]?(?:\d+,?\d*|,\d+)|[+-]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d*)?"),
+}
+MARK_NAMES = {POINT: "decimal points", COMMA: "decimal commas"}
+# A column is numeric with a few placeholders when at least this share of its values are numbers and the
+# rest are at most this many distinct tokens without digits: '?', '-', 'unknown'. A token with a digit ('65+')
+# carries information, so it is never read as missing unless the user says so with --na-value.
+NUMBER_SHARE = 0.95
+MAX_PLACEHOLDERS = 5
+MOSTLY_NUMBERS = 0.5  # below this share a column is text, and nothing about numbers needs saying
 
 
 def _text(values: pd.Series) -> pd.Series:
@@ -24,6 +49,181 @@ def _text(values: pd.Series) -> pd.Series:
 def _rows(count: int, total: int) -> str:
     return f"{count:,} of {total:,} rows"
 
+
+def _numbers(text: pd.Series, decimal: str) -> pd.Series:
+    """``text`` read as numbers written with ``decimal``; NaN where a value is not such a number."""
+    # Each distinct value once: columns repeat their values, and reading text as numbers is the slow part.
+    codes, distinct = pd.factorize(text)
+    distinct = pd.Series(distinct, dtype="str")
+    written = distinct.where(distinct.str.fullmatch(NUMBER_PATTERNS[decimal]).fillna(False).astype(bool))
+    grouping = COMMA if decimal == POINT else POINT
+    plain = written.str.replace(grouping, "", regex=False)
+    if decimal == COMMA:
+        plain = plain.str.replace(COMMA, POINT, regex=False)
+    numbers = np.append(pd.to_numeric(plain, errors="coerce").to_numpy(dtype=float), np.nan)
+    return pd.Series(numbers[codes], index=text.index)  # code -1, a missing value, picks the NaN at the end
+
+
+def _counted(values: pd.Series, shown: int = MAX_PLACEHOLDERS) -> str:
+    counts = values.value_counts()
+    listed = ", ".join(f"{value!r} ×{count:,}" for value, count in counts.head(shown).items())
+    return listed + (f" and {len(counts) - shown:,} more" if len(counts) > shown else "")
+
+
+@dataclass(frozen=True)
+class NumberFormat:
+    """How one column writes its numbers: the decimal mark, and the placeholders meaning unknown ('?')."""
+
+    decimal: str = POINT
+    missing: tuple[str, ...] = ()
+
+    def read(self, values: pd.Series) -> tuple[pd.Series, pd.Series]:
+        """The values as floats, and which of them are neither numbers nor placeholders."""
+        if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+            return values.astype(float), pd.Series(False, index=values.index)
+        text = _text(values)
+        numbers = _numbers(text, self.decimal)
+        return numbers, text.notna() & numbers.isna() & ~text.isin(self.missing)
+
+    def describe(self) -> str:
+        placeholders = f", {' and '.join(map(repr, self.missing))} as missing" if self.missing else ""
+        return f"{MARK_NAMES[self.decimal]}{placeholders}"
+
+
+@dataclass(frozen=True)
+class ReadingRule:
+    """How training read its table's text, so that scoring reads new rows the same way.
+
+    ``na_values`` are the values read as missing in every text column
+    (``--na-value``); ``numbers`` the format of each numeric column.
+    """
+
+    na_values: tuple[str, ...] = ()
+    numbers: dict[str, NumberFormat] = field(default_factory=dict, hash=False)
+
+    def apply(self, frame: pd.DataFrame, source: str, used: Iterable[str] | None = None) -> pd.DataFrame:
+        """``frame`` with its missing markers as missing and its numeric columns (those ``used``) read as numbers.
+
+        A value that is neither a number nor one of the placeholders training
+        read as missing is refused: guessing it would score the lead wrongly.
+        A column the model does not use is left as it is, whatever it holds.
+        """
+        frame = missing_as_nan(frame, self.na_values)
+        used = set(frame.columns if used is None else used) & set(frame.columns)
+        columns = {}
+        for column, number_format in self.numbers.items():
+            if column not in used:
+                continue
+            numbers, unreadable = number_format.read(frame[column])
+            if unreadable.any():
+                raise LeadscoreError(
+                    f"Column {column!r} of {source} is not a number on {_rows(int(unreadable.sum()), len(frame))} "
+                    f"(e.g. {frame[column][unreadable].iloc[0]!r}); the model was trained reading it with "
+                    f"{number_format.describe()}. Fix those values or leave them empty."
+                )
+            columns[column] = numbers
+        return frame.assign(**columns)
+
+    def to_json(self) -> dict:
+        return {"na_values": list(self.na_values), "numbers": {c: asdict(f) for c, f in self.numbers.items()}}
+
+    @classmethod
+    def from_json(cls, about: dict) -> ReadingRule:
+        numbers = {c: NumberFormat(f["decimal"], tuple(f["missing"])) for c, f in about.get("numbers", {}).items()}
+        return cls(tuple(about.get("na_values", ())), numbers)
+
+
+def missing_as_nan(frame: pd.DataFrame, na_values: tuple[str, ...]) -> pd.DataFrame:
+    if not na_values:
+        return frame
+    text = [c for c in frame.columns if pd.api.types.is_object_dtype(frame[c]) or pd.api.types.is_string_dtype(frame[c])]
+    return frame.assign(**{c: frame[c].where(~frame[c].isin(na_values)) for c in text})
+
+
+class _Readings:
+    """A text column read with each decimal mark, and what its values say about which mark it uses."""
+
+    def __init__(self, values: pd.Series):
+        self.text = _text(values).dropna()
+        self.numbers = {mark: _numbers(self.text, mark) for mark in (POINT, COMMA)}
+        point, comma = self.numbers[POINT], self.numbers[COMMA]
+        self.only = {POINT: point.notna() & comma.isna(), COMMA: comma.notna() & point.isna()}
+        self.evidence = {mark for mark, fits in self.only.items() if fits.any()}
+        self.ambiguous = point.notna() & comma.notna() & (point != comma)
+        self.share = max(numbers.notna().mean() for numbers in self.numbers.values()) if len(self.text) else 0.0
+
+
+def number_formats(frame: pd.DataFrame, source: str) -> tuple[dict[str, NumberFormat], list[str]]:
+    """The format of every text column of ``frame`` that holds numbers, and notes on what was decided.
+
+    A column's decimal mark comes from its own values ('1,5' and '0,25' can
+    only have decimal commas, '1.5' and '1,234.5' only points). Values that
+    fit both marks differently ('1,234': 1234 or 1.234) follow the mark the
+    file's other columns show; when nothing says, the column stays text and
+    a note says why.
+    """
+    readings = {
+        column: _Readings(frame[column])
+        for column in frame.columns
+        if not (pd.api.types.is_bool_dtype(frame[column]) or pd.api.types.is_numeric_dtype(frame[column]))
+        and not pd.api.types.is_datetime64_any_dtype(frame[column])
+    }
+    readings = {column: reading for column, reading in readings.items() if reading.share >= MOSTLY_NUMBERS}
+    marks_shown = set().union(*(reading.evidence for reading in readings.values()))
+    file_mark = next(iter(marks_shown)) if len(marks_shown) == 1 else None
+    formats, notes = {}, []
+    for column, reading in readings.items():
+        number_format, note = _column_format(column, reading, file_mark, source)
+        if number_format is not None:
+            formats[column] = number_format
+        if note:
+            notes.append(note)
+    return formats, notes
+
+
+def _column_format(column: str, reading: _Readings, file_mark: str | None, source: str) -> tuple[NumberFormat | None, str]:
+    if len(reading.evidence) == 2:
+        examples = " and ".join(f"{reading.text[reading.only[mark]].iloc[0]!r}" for mark in (POINT, COMMA))
+        return None, (
+            f"Did not read {column!r} as numbers: it mixes decimal points and decimal commas ({examples}). "
+            "Export it again with one decimal mark to use it as a number."
+        )
+    decided = ""
+    if reading.evidence:
+        mark = next(iter(reading.evidence))
+        if mark == COMMA:
+            example, number = reading.text[reading.only[COMMA]].iloc[0], reading.numbers[COMMA][reading.only[COMMA]].iloc[0]
+            decided = f"Read {column!r} with decimal commas, as its values show ({example!r} is {number:g})."
+    elif reading.ambiguous.any():
+        example = reading.text[reading.ambiguous].iloc[0]
+        point, comma = (reading.numbers[mark][reading.ambiguous].iloc[0] for mark in (POINT, COMMA))
+        both = f"{example!r} is {point:g} with a decimal point or {comma:g} with a decimal comma"
+        if file_mark is None:
+            return None, (
+                f"Did not read {column!r} as numbers: {both}, and no column of {source} shows which. Export it again "
+                "without thousands separators to use it as a number."
+            )
+        mark = file_mark
+        decided = f"Read {column!r} with {MARK_NAMES[mark]}, as the other columns of {source} write numbers: {both}."
+    else:
+        mark = POINT  # whole numbers and placeholders read the same with either mark
+    numbers = reading.numbers[mark]
+    others = reading.text[numbers.isna()]
+    if others.empty:
+        return NumberFormat(mark), decided
+    tokens = others.unique()
+    placeholders = len(tokens) <= MAX_PLACEHOLDERS and not others.str.contains(r"\d").any()
+    if numbers.notna().mean() >= NUMBER_SHARE and placeholders:
+        note = f"Read {len(others):,} values of {column!r} as missing, not numbers: {_counted(others)}."
+        return NumberFormat(mark, tuple(sorted(tokens))), " ".join(filter(None, (decided, note)))
+    return None, (
+        f"Did not read {column!r} as numbers: {len(others):,} of its {len(reading.text):,} values are not numbers "
+        f"({_counted(others, 3)}). To use it as a number, fix those values, or name the ones meaning unknown "
+        "with --na-value."
+    )
+
+
+# Dates: one format per column ---------------------------------------------------------------------------
 
 ISO = "ISO8601"  # pandas' own: 2024-03-01, 2024/03/01, 2024-03-01T10:00:00+01:00, 20240301
 CLOCKS = ("", " %H:%M", " %H:%M:%S", " %H:%M:%S.%f", " %I:%M %p", " %I:%M:%S %p")
