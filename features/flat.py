@@ -141,7 +141,9 @@ def flat_feature_table(frame: pd.DataFrame, roles: ColumnRoles, source: str = "t
     frame = missing_as_nan(frame, roles.na_values)
     _check_columns(frame, roles, source)
     if len(frame) == 0:
-        raise LeadscoreError(f"{source} has no rows.")
+        raise LeadscoreError(
+            f"{source} has no rows, only column names: there is no lead to learn from. Export the table again with its rows."
+        )
     ids = _checked_ids(frame[roles.id], roles.id, source)
     target = _binary_target(frame[roles.target], roles, source)
     columns: dict[str, pd.Series] = {roles.id: ids}

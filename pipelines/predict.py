@@ -33,6 +33,11 @@ def predict_file(
     check_table_suffix(out)
     check_folder(out)
     raw = read_table_file(data)
+    if raw.empty:
+        raise LeadscoreError(
+            f"{data.name} has no rows, only column names: there is no lead to score. Score a file that holds "
+            "at least one lead."
+        )
     model = load_model(model_uri, tracking)
     if model.id_column not in raw.columns:
         raise LeadscoreError(

@@ -109,7 +109,7 @@ def test_targets_in_common_spellings(values, positive, converted):
          r"time column 'signup' of leads.csv has 60 of 60 rows whose date depends on the format: '03/04/2025' is "
          r"3 April 2025 with %d/%m/%Y but 4 March 2025 with %m/%d/%Y\. .* --time-format %d/%m/%Y"),
         (lambda f: f, ROLES.model_copy(update={"time_format": "%d/%m/%Y"}), r"--time-format %d/%m/%Y needs .* --time COLUMN"),
-        (lambda f: f.iloc[:0], ROLES, r"has no rows"),
+        (lambda f: f.iloc[:0], ROLES, r"leads.csv has no rows, only column names: .* Export the table again"),
         (lambda f: f[["lead", "won", "score"]], ColumnRoles(id="lead", target="won", drop=("score",)), r"no usable feature column"),
     ],
 )
@@ -214,6 +214,14 @@ def test_the_reading_rule_survives_the_parquet_feature_table(tmp_path):
     metadata = {**stored.schema.metadata, b"leadscore": json.dumps(about).encode()}
     pq.write_table(stored.replace_schema_metadata(metadata), tmp_path / "old.parquet")
     assert FeatureTable.read_parquet(tmp_path / "old.parquet").reading == ReadingRule(na_values=("Select",))
+
+
+def test_a_file_with_no_rows_is_refused(tmp_path, frame):
+    (tmp_path / "header.csv").write_text("lead,won,visits\n")
+    frame.iloc[:0].to_parquet(tmp_path / "empty.parquet")
+    for name in ("header.csv", "empty.parquet"):
+        with pytest.raises(LeadscoreError, match=rf"{name} has no rows, only column names"):
+            load_flat_table(tmp_path / name, ColumnRoles(id="lead", target="won"))
 
 
 @pytest.mark.shared_data

@@ -1,4 +1,4 @@
-"""Flat lead tables from the command line: dates and numbers as exports write them.
+"""Flat lead tables from the command line: dates, numbers as exports write them, and empty files.
 
 Training and scoring share one MLflow store per module, in a temporary folder.
 """
@@ -126,3 +126,18 @@ def test_scoring_reads_placeholders_and_decimal_commas_as_training_did(trained):
     (folder / "odd.csv").write_text("\n".join([lines[0], lines[1], ";".join(odd), lines[8]]) + "\n")
     _user_error(_predict(trained, folder / "odd.csv"), "Column 'visits' of odd.csv is not a number on 1 of 3 rows",
                 "(e.g. 'unknown')", "decimal points, '?' as missing", "Fix those values or leave them empty")
+
+
+def test_files_without_rows_are_refused_with_the_file_name(trained, tmp_path):
+    header = tmp_path / "header.csv"
+    header.write_text("lead;won;visits;amount;source;signup\n")
+    pd.DataFrame({"lead": pd.Series([], dtype="str"), "visits": pd.Series([], dtype=float)}).to_parquet(
+        tmp_path / "empty.parquet")
+    for data in (header, tmp_path / "empty.parquet"):
+        _user_error(_predict(trained, data), f"{data.name} has no rows, only column names",
+                    "Score a file that holds at least one lead")
+    for command in ("features", "train"):
+        _user_error(run(command, "--data", header, "--id", "lead", "--target", "won", "--out", tmp_path / "f.parquet")
+                    if command == "features" else
+                    run(command, "--data", header, "--id", "lead", "--target", "won", "--tracking-uri", trained["store"]),
+                    "header.csv has no rows, only column names", "Export the table again with its rows")
