@@ -2,9 +2,10 @@
 
 A ``ColumnRoles`` mapping says which column is the id, the target, the
 optional time, which to drop and which values mean "missing". Every other
-column becomes a feature: numeric when all its values read as numbers,
-categorical otherwise. Columns that cannot help (a single value, a distinct
-text value on every row, dates) are dropped with a note saying so.
+column becomes a feature: numeric when its values read as numbers (see
+``features.parsing`` for decimal marks and placeholders), categorical
+otherwise. Columns that cannot help (a single value, a distinct text value on
+every row, dates) are dropped with a note saying so.
 """
 
 from __future__ import annotations
@@ -19,13 +20,20 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from leadscore.errors import LeadscoreError
+from leadscore.features.parsing import (
+    NumberFormat,
+    ReadingRule,
+    looks_like_dates,
+    missing_as_nan,
+    number_formats,
+    read_times,
+)
 from leadscore.features.registry import FeatureRegistry, FeatureSpec
 from leadscore.features.table import FeatureTable
 
 CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
-# Only unambiguous date text: month names such as "may" must stay categories.
-ISO_DATE = r"^\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?$"
+BOOLEAN_WORDS = {"True": True, "TRUE": True, "true": True, "False": False, "FALSE": False, "false": False}
 TRUE_WORDS = {"1", "yes", "y", "true", "t", "converted", "won"}
 FALSE_WORDS = {"0", "no", "n", "false", "f", "not converted", "lost"}
 
@@ -35,7 +43,9 @@ class ColumnRoles(BaseModel):
 
     ``fit`` names the columns that describe who the lead is; every other
     feature counts as engagement. ``positive`` is the target value meaning
-    "converted" when it is not one of 1, yes, true.
+    "converted" when it is not one of 1, yes, true. ``time_format`` is how the
+    time column writes dates (strftime codes); without it the one format
+    fitting every value is found, and dates it cannot tell apart refused.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -43,6 +53,7 @@ class ColumnRoles(BaseModel):
     id: str
     target: str
     time: str | None = None
+    time_format: str | None = None
     drop: tuple[str, ...] = ()
     na_values: tuple[str, ...] = ()
     fit: tuple[str, ...] = ()
@@ -108,14 +119,15 @@ def _read_csv(path: Path, na_values: tuple[str, ...]) -> pd.DataFrame:
         delimiter = csv.Sniffer().sniff(sample.split("\n", 1)[0], delimiters=",;\t|").delimiter
     except csv.Error:
         delimiter = ","
-    return pd.read_csv(path, sep=delimiter, encoding=encoding, na_values=list(na_values), low_memory=False)
-
-
-def missing_as_nan(frame: pd.DataFrame, na_values: tuple[str, ...]) -> pd.DataFrame:
-    if not na_values:
-        return frame
-    text = [c for c in frame.columns if pd.api.types.is_object_dtype(frame[c]) or pd.api.types.is_string_dtype(frame[c])]
-    return frame.assign(**{c: frame[c].where(~frame[c].isin(na_values)) for c in text})
+    # Every value as written: pandas would read 1.234 as a number before anyone could see that the file
+    # writes decimal commas, and would turn the id 007 into 7.
+    frame = pd.read_csv(path, sep=delimiter, encoding=encoding, na_values=list(na_values), dtype=str, low_memory=False)
+    booleans = {
+        column: frame[column].map(BOOLEAN_WORDS).astype("boolean")
+        for column in frame.columns
+        if frame[column].notna().any() and frame[column].dropna().isin(BOOLEAN_WORDS).all()
+    }
+    return frame.assign(**booleans)
 
 
 def load_flat_table(path: str | Path, roles: ColumnRoles) -> FeatureTable:
@@ -129,24 +141,29 @@ def flat_feature_table(frame: pd.DataFrame, roles: ColumnRoles, source: str = "t
     frame = missing_as_nan(frame, roles.na_values)
     _check_columns(frame, roles, source)
     if len(frame) == 0:
-        raise LeadscoreError(f"{source} has no rows.")
+        raise LeadscoreError(
+            f"{source} has no rows, only column names: there is no lead to learn from. Export the table again with its rows."
+        )
     ids = _checked_ids(frame[roles.id], roles.id, source)
     target = _binary_target(frame[roles.target], roles, source)
     columns: dict[str, pd.Series] = {roles.id: ids}
     if roles.time:
-        columns[roles.time] = _checked_times(frame[roles.time], roles.time, source)
+        columns[roles.time] = read_times(frame[roles.time], roles.time, source, roles.time_format)
 
     registry = FeatureRegistry()
-    notes: list[str] = []
     reserved = {roles.id, roles.target, roles.time, *roles.drop}
-    for column in frame.columns:
-        if column in reserved:
-            continue
-        inferred = _infer(frame[column], column, len(frame), notes)
+    candidates = [column for column in frame.columns if column not in reserved]
+    formats, notes = number_formats(frame[candidates], source)
+    numbers: dict[str, NumberFormat] = {}
+    for column in candidates:
+        values = formats[column].read(frame[column])[0] if column in formats else frame[column]
+        inferred = _infer(values, column, len(frame), notes)
         if inferred is None:
             continue
         values, kind = inferred
         columns[column] = values
+        if kind == "numeric":
+            numbers[column] = formats.get(column, NumberFormat())
         registry.add(
             FeatureSpec(
                 name=column,
@@ -172,11 +189,13 @@ def flat_feature_table(frame: pd.DataFrame, roles: ColumnRoles, source: str = "t
         time_column=roles.time,
         source=source,
         notes=tuple(notes),
-        na_values=roles.na_values,
+        reading=ReadingRule(roles.na_values, numbers),
     )
 
 
 def _check_columns(frame: pd.DataFrame, roles: ColumnRoles, source: str) -> None:
+    if roles.time_format and not roles.time:
+        raise LeadscoreError(f"--time-format {roles.time_format} needs the column it describes: add --time COLUMN.")
     named = [("--id", roles.id), ("--target", roles.target)]
     if roles.time:
         named.append(("--time", roles.time))
@@ -236,8 +255,8 @@ def _binary_target(values: pd.Series, roles: ColumnRoles, source: str) -> pd.Ser
         target = text == positive
     elif pd.api.types.is_bool_dtype(values):
         target = values.astype(bool)
-    elif pd.api.types.is_numeric_dtype(values) and set(np.unique(values.to_numpy())) <= {0, 1}:
-        target = values.astype(int) == 1
+    elif set(np.unique(numbers := NumberFormat().read(values)[0])) <= {0, 1}:
+        target = numbers == 1
     elif set(distinct) <= TRUE_WORDS | FALSE_WORDS and len(set(distinct) & TRUE_WORDS) <= 1:
         target = text.isin(TRUE_WORDS)
     else:
@@ -257,24 +276,6 @@ def _binary_target(values: pd.Series, roles: ColumnRoles, source: str) -> pd.Ser
     return target.reset_index(drop=True)
 
 
-def _checked_times(values: pd.Series, column: str, source: str) -> pd.Series:
-    times = pd.to_datetime(values, errors="coerce", format="mixed")
-    unreadable = values.notna() & times.isna()
-    if unreadable.any():
-        example = values[unreadable].iloc[0]
-        raise LeadscoreError(
-            f"The time column {column!r} of {source} holds {int(unreadable.sum()):,} values that are not dates "
-            f"(e.g. {example!r}). Use ISO dates such as 2024-03-01, or choose another --time column."
-        )
-    missing = int(values.isna().sum())
-    if missing:
-        raise LeadscoreError(
-            f"The time column {column!r} is empty on {missing:,} of {len(values):,} rows of {source}: a forward-in-time "
-            "split needs a date on every row. Fill or remove those rows, or leave out --time."
-        )
-    return times.reset_index(drop=True)
-
-
 def _infer(values: pd.Series, column: str, rows: int, notes: list[str]) -> tuple[pd.Series, str] | None:
     """The column as a numeric or categorical feature, or None (with a note) when it cannot help."""
     values = values.reset_index(drop=True)
@@ -285,19 +286,15 @@ def _infer(values: pd.Series, column: str, rows: int, notes: list[str]) -> tuple
     if pd.api.types.is_datetime64_any_dtype(values):
         notes.append(f"Dropped {column!r}: it holds dates. Name it with --time, or derive numbers from it.")
         return None
-    if pd.api.types.is_bool_dtype(values):
-        return values.astype(float), "numeric"
-    if pd.api.types.is_numeric_dtype(values):
-        if pd.api.types.is_integer_dtype(values) and distinct == rows and rows >= 50:
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        numbers = values.astype(float)
+        if distinct == rows and rows >= 50 and (numbers % 1 == 0).all():
             notes.append(
                 f"{column!r} holds a distinct whole number on every row, like an identifier: "
                 f"drop it with --drop {column!r} if it is one."
             )
-        return values.astype(float), "numeric"
-    numbers = pd.to_numeric(values, errors="coerce")
-    if numbers.notna().sum() == values.notna().sum():
-        return numbers.astype(float), "numeric"
-    if values.dropna().astype(str).str.match(ISO_DATE).all():
+        return numbers, "numeric"
+    if looks_like_dates(values):
         notes.append(f"Dropped {column!r}: it holds dates. Name it with --time, or derive numbers from it.")
         return None
     if distinct == rows and rows >= 50:

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from leadscore.errors import LeadscoreError
 from leadscore.files import atomic_path, check_table_suffix, write_table
+from leadscore.features.parsing import ReadingRule
 from leadscore.features.registry import FeatureRegistry
 
 METADATA_KEY = b"leadscore"
@@ -22,7 +23,8 @@ class FeatureTable:
     """One row per (lead, moment): an id, an optional time, the registered features and the target.
 
     ``notes`` are what a person should know about how the table was built
-    (columns dropped, types inferred, labels not yet final).
+    (columns dropped, types inferred, labels not yet final). ``reading`` is
+    how a flat file's text became these values; scoring reads new rows with it.
     """
 
     frame: pd.DataFrame
@@ -32,7 +34,7 @@ class FeatureTable:
     time_column: str | None = None
     source: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
-    na_values: tuple[str, ...] = ()  # text read as missing; scoring must read new rows the same way
+    reading: ReadingRule = field(default_factory=ReadingRule)
 
     @property
     def features(self) -> pd.DataFrame:
@@ -60,7 +62,7 @@ class FeatureTable:
             "time_column": self.time_column,
             "source": self.source,
             "notes": list(self.notes),
-            "na_values": list(self.na_values),
+            "reading": self.reading.to_json(),
         }
         metadata = {**(table.schema.metadata or {}), METADATA_KEY: json.dumps(about).encode()}
         with atomic_path(path) as temporary:
@@ -92,5 +94,6 @@ class FeatureTable:
             time_column=about["time_column"],
             source=about["source"],
             notes=tuple(about["notes"]),
-            na_values=tuple(about.get("na_values", ())),
+            # Tables written before the reading rule kept only the missing-value markers.
+            reading=ReadingRule.from_json(about.get("reading", {"na_values": about.get("na_values", ())})),
         )

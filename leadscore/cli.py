@@ -56,7 +56,7 @@ ForceOption = Annotated[
 ]
 
 
-def _flat_roles(id, target, time_column, drop, na_value, fit, positive):
+def _flat_roles(id, target, time_column, time_format, drop, na_value, fit, positive):
     from leadscore.features.flat import ColumnRoles
 
     if id is None or target is None:
@@ -65,6 +65,7 @@ def _flat_roles(id, target, time_column, drop, na_value, fit, positive):
         id=id,
         target=target,
         time=time_column,
+        time_format=time_format,
         drop=tuple(drop or ()),
         na_values=tuple(na_value or ()),
         fit=tuple(fit or ()),
@@ -76,6 +77,11 @@ IdOption = Annotated[Optional[str], typer.Option("--id", help="Flat table: the l
 TargetOption = Annotated[Optional[str], typer.Option(help="Flat table: the outcome column.")]
 TimeOption = Annotated[
     Optional[str], typer.Option("--time", help="Flat table: a date column, for forward-in-time splits.")
+]
+TimeFormatOption = Annotated[
+    Optional[str],
+    typer.Option(help="Flat table: how --time writes dates, in strftime codes, e.g. %d/%m/%Y. "
+                      "Default: the one format that reads every date; ambiguous dates are refused."),
 ]
 DropOption = Annotated[Optional[list[str]], typer.Option(help="Flat table: a column to leave out (repeat the option).")]
 NaValueOption = Annotated[
@@ -298,6 +304,7 @@ def features(
     id: IdOption = None,
     target: TargetOption = None,
     time_column: TimeOption = None,
+    time_format: TimeFormatOption = None,
     drop: DropOption = None,
     na_value: NaValueOption = None,
     fit: FitOption = None,
@@ -314,7 +321,7 @@ def features(
     if data is not None:
         from leadscore.features.flat import load_flat_table
 
-        table = load_flat_table(data, _flat_roles(id, target, time_column, drop, na_value, fit, positive))
+        table = load_flat_table(data, _flat_roles(id, target, time_column, time_format, drop, na_value, fit, positive))
     else:
         try:
             chosen = SnapshotPolicy(policy)
@@ -431,6 +438,7 @@ def train(
     id: IdOption = None,
     target: TargetOption = None,
     time_column: TimeOption = None,
+    time_format: TimeFormatOption = None,
     drop: DropOption = None,
     na_value: NaValueOption = None,
     fit: FitOption = None,
@@ -502,7 +510,7 @@ def train(
         if data is not None:
             from leadscore.features.flat import load_flat_table
 
-            feature_table = load_flat_table(data, _flat_roles(id, target, time_column, drop, na_value, fit, positive))
+            feature_table = load_flat_table(data, _flat_roles(id, target, time_column, time_format, drop, na_value, fit, positive))
         elif table is not None:
             from leadscore.features.table import FeatureTable
 

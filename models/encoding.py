@@ -8,6 +8,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from leadscore.errors import LeadscoreError
+from leadscore.features.parsing import NumberFormat
 
 RARE = "(other)"
 
@@ -75,8 +76,9 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
     def _numeric(values: pd.Series, column: str) -> np.ndarray:
         if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
             return values.to_numpy(dtype=float, na_value=np.nan)
-        numbers = pd.to_numeric(values, errors="coerce")
-        bad = values.notna() & numbers.isna()
+        # Text reaches here when the model's reading rule names no format for the column (a model trained on
+        # the CRM, scoring a CSV): it gets the same number grammar, with decimal points and no placeholders.
+        numbers, bad = NumberFormat().read(values)
         if bad.any():
             raise LeadscoreError(
                 f"Column {column!r} must be numeric but holds {int(bad.sum()):,} values that are not numbers "

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from leadscore.features.parsing import ReadingRule
 from leadscore.features.registry import FeatureRegistry
 from leadscore.models.calibration import Calibrator
 from leadscore.models.candidates import LightGBMCandidate, LogisticCandidate
@@ -34,7 +35,9 @@ class LeadScoringModel:
     model is a blend); ``predict_proba`` passes it through the calibrator.
     ``tiers`` holds the MQL and SQL thresholds and ``subscores`` the reference
     for the fit and engagement scores, both chosen at training time.
-    ``summary`` records how it was trained.
+    ``summary`` records how it was trained. ``reading`` is how the training
+    table's text was read (missing markers, decimal marks, placeholders):
+    new rows must be read the same way before they are scored.
     """
 
     registry: FeatureRegistry
@@ -44,10 +47,16 @@ class LeadScoringModel:
     id_column: str
     target_column: str
     time_column: str | None
-    na_values: tuple[str, ...] = ()  # text the training table read as missing
+    reading: ReadingRule = field(default_factory=ReadingRule)
     tiers: Tiers | None = None
     subscores: SubScores | None = None
     summary: dict = field(default_factory=dict)
+
+    def __setstate__(self, state: dict) -> None:
+        # Models registered before the reading rule kept only the missing-value markers: they must still score.
+        if "reading" not in state:
+            state["reading"] = ReadingRule(na_values=tuple(state.pop("na_values", ())))
+        self.__dict__.update(state)
 
     @property
     def features(self) -> list[str]:

@@ -8,7 +8,7 @@ import pandas as pd
 
 from leadscore.errors import LeadscoreError
 from leadscore.files import check_folder, check_table_suffix, write_table
-from leadscore.features.flat import missing_as_nan, read_table_file
+from leadscore.features.flat import read_table_file
 from leadscore.models.explain import Explainer, explanation_columns
 from leadscore.pipelines.tracking import load_model
 from leadscore.progress import Progress
@@ -27,17 +27,24 @@ def predict_file(
     With ``explain``, also each row's tier, fit and engagement scores (0-100),
     its three strongest reasons for as sentences (``reason_1`` to
     ``reason_3``), the fields that carried it into its tier, and all six
-    reasons as data in the JSON column ``reasons``.
+    reasons as data in the JSON column ``reasons``. Rows are read as the
+    training table was (``LeadScoringModel.reading``).
     """
     check_table_suffix(out)
     check_folder(out)
+    raw = read_table_file(data)
+    if raw.empty:
+        raise LeadscoreError(
+            f"{data.name} has no rows, only column names: there is no lead to score. Score a file that holds "
+            "at least one lead."
+        )
     model = load_model(model_uri, tracking)
-    frame = missing_as_nan(read_table_file(data), model.na_values)
-    if model.id_column not in frame.columns:
+    if model.id_column not in raw.columns:
         raise LeadscoreError(
             f"{data.name} has no column {model.id_column!r}, the lead id the model was trained with. "
             "Score a table with the same columns as the training table."
         )
+    frame = model.reading.apply(raw, data.name, model.features)
     if explain:
         explanations = Explainer(model).explain(frame, progress)
         scored = pd.concat(

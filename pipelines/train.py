@@ -307,7 +307,7 @@ def train_model(
         id_column=table.id_column,
         target_column=table.target_column,
         time_column=table.time_column,
-        na_values=table.na_values,
+        reading=table.reading,
     )
     fingerprint = _fingerprint(table, registry)
     model.summary = {
