@@ -170,19 +170,28 @@ def references_into(connection: sa.Connection, ours: list[str]) -> list[str]:
     for name in inspector.get_table_names():
         if name in ours:
             continue
-        for key in inspector.get_foreign_keys(name):
-            if key["referred_table"] in ours:
-                action = (key.get("options") or {}).get("ondelete")
-                found.append(
-                    f"foreign key {name}({', '.join(key['constrained_columns'])}) -> {key['referred_table']}"
-                    + (f" ON DELETE {action.upper()}" if action else "")
-                )
+        for source, target, action in _foreign_keys(connection, inspector, name):
+            if target in ours:
+                shown = f" ON DELETE {action.upper()}" if action and action.upper() != "NO ACTION" else ""
+                found.append(f"foreign key {name}({source}) -> {target}{shown}")
     for view in inspector.get_view_names():
         definition = inspector.get_view_definition(view) or ""
         used = [table for table in ours if re.search(rf"\b{re.escape(table)}\b", definition, re.IGNORECASE)]
         if used:
             found.append(f"view {view} over {', '.join(used)}")
     return found
+
+
+def _foreign_keys(connection: sa.Connection, inspector, table: str) -> list[tuple[str, str, str | None]]:
+    """(columns, referred table, ON DELETE action) of ``table``'s foreign keys."""
+    if connection.dialect.name == "sqlite":
+        # SQLAlchemy's SQLite reflection leaves out ON DELETE, the very thing that makes a drop delete rows.
+        rows = connection.exec_driver_sql(f"PRAGMA foreign_key_list(\"{table}\")").all()
+        return [(row[3], row[2], row[6]) for row in rows]
+    return [
+        (", ".join(key["constrained_columns"]), key["referred_table"], (key.get("options") or {}).get("ondelete"))
+        for key in inspector.get_foreign_keys(table)
+    ]
 
 
 def _postgresql_dependents(connection: sa.Connection, ours: list[str]) -> list[str]:

@@ -54,7 +54,7 @@ def funnel_by_channel(history: CrmHistory) -> pd.DataFrame:
     table["cost_per_mql"] = _ratio(table["cost"], table["mqls"])
     table["cost_per_sql"] = _ratio(table["cost"], table["sqls"])
     labels = {code: channel.label for code, channel in schema.CHANNEL_BY_CODE.items()}
-    labels.update({"total": "All channels", UNKNOWN_CHANNEL: "No channel recorded"})
+    labels.update({"total": "All channels", UNKNOWN_CHANNEL: "(no channel)"})
     table["channel_label"] = [labels.get(code, code) for code in table["channel"]]
     return table
 

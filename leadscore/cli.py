@@ -5,8 +5,10 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import traceback
 import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Optional
@@ -150,10 +152,16 @@ def _stage_map(pairs: list[str] | None) -> dict[str, str]:
     return parse_stage_map(pairs or [])
 
 
-def _engine(crm: str | None, *, writable: bool = False) -> sa.Engine:
+@contextmanager
+def _engine(crm: str | None, *, writable: bool = False) -> Iterator[sa.Engine]:
+    """The CRM's engine for one command; its connections are closed when the command ends (SQLite locks)."""
     from leadscore.crm.database import connect
 
-    return connect(crm or crm_url_from_env(), writable=writable)
+    engine = connect(crm or crm_url_from_env(), writable=writable)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def _day(value: str | None, option: str) -> datetime | None:
@@ -209,8 +217,7 @@ def crm_init(crm: CrmOption = None, append: AppendOption = False, force: ForceOp
     """Create the CRM tables (leads, activities, stage_changes, campaign_costs, lead_scores, lead_score_history)."""
     from leadscore.crm.database import WriteMode, display_url, prepare
 
-    engine = _engine(crm, writable=True)
-    with engine.begin() as connection:
+    with _engine(crm, writable=True) as engine, engine.begin() as connection:
         prepare(connection, WriteMode.from_flags(append, force), empty_schema_is_fine=False, command="crm init")
     console.print(f"CRM tables ready in {display_url(engine)}.")
 
@@ -221,8 +228,8 @@ def crm_describe(crm: CrmOption = None) -> None:
     """Show the tables of the CRM database and their row counts."""
     from leadscore.crm.database import describe, display_url
 
-    engine = _engine(crm)
-    counts = describe(engine)
+    with _engine(crm) as engine:
+        counts = describe(engine)
     if not counts:
         console.print(f"{display_url(engine)} holds no tables. Create them with `leadscore crm init`.")
         return
@@ -251,9 +258,8 @@ def simulate(
     from leadscore.pipelines.simulate import simulate_into_crm
 
     config = SimulationConfig(leads=leads, seed=seed, months=months, start=_day(start, "--start").date())
-    engine = _engine(crm, writable=True)
     began = time.perf_counter()
-    with for_console(console) as progress:
+    with _engine(crm, writable=True) as engine, for_console(console) as progress:
         summary = simulate_into_crm(engine, config, WriteMode.from_flags(append, force), progress)
     console.print(
         f"Simulated {config.leads:,} leads from {config.start} to {config.end} into {display_url(engine)} "
@@ -270,8 +276,8 @@ def funnel(crm: CrmOption = None, map_stage: MapStageOption = None) -> None:
     from leadscore.crm.history import load_history
 
     stage_map = _stage_map(map_stage)
-    with for_console(console) as progress:
-        history = load_history(_engine(crm), progress=progress, stage_map=stage_map)
+    with _engine(crm) as engine, for_console(console) as progress:
+        history = load_history(engine, progress=progress, stage_map=stage_map)
     print_funnel(funnel_by_channel(history))
     for note in history.notes:
         console.print(f"Note: {note}", style="yellow")
@@ -328,9 +334,10 @@ def features(
         except ValueError:
             raise LeadscoreError(f"--policy {policy!r}: choose cutoff or mql.") from None
         with for_console(console) as progress:
-            table = snapshot_from_crm(
-                _engine(crm), chosen, _day(cutoff, "--cutoff"), horizon_days, progress, _stage_map(map_stage)
-            )
+            with _engine(crm) as engine:
+                table = snapshot_from_crm(
+                    engine, chosen, _day(cutoff, "--cutoff"), horizon_days, progress, _stage_map(map_stage)
+                )
     table.write(out)
     positives = int(table.target.sum())
     console.print(
@@ -518,7 +525,8 @@ def train(
         else:
             from leadscore.crm.history import load_history
 
-            history = load_history(_engine(crm), progress=progress, stage_map=_stage_map(map_stage))
+            with _engine(crm) as engine:
+                history = load_history(engine, progress=progress, stage_map=_stage_map(map_stage))
             feature_table = crm_training_table(history, horizon_days, cutoff_every, progress=progress)
         scoring = HandSetScoring.from_yaml(rules) if rules else (HandSetScoring.default() if data is None else None)
         result = train_model(feature_table, config, scoring, progress)
@@ -599,11 +607,8 @@ def report(
     funnel, note = None, ""
     source = crm or configured_crm_url()
     if source:
-        engine = _engine(source)
-        try:
+        with _engine(source) as engine:
             funnel = funnel_by_channel(load_history(engine, stage_map=_stage_map(map_stage)))
-        finally:
-            engine.dispose()
     else:
         note = "No CRM was given (--crm or $LEADSCORE_CRM): funnel rates and costs come from the CRM."
     write_report(model, out, tracking_uri, funnel, note)

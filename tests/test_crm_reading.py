@@ -77,7 +77,7 @@ def test_leads_without_a_channel_are_counted_under_unknown_by_the_funnel_and_the
     total = funnel.set_index("channel").loc["total"]
     assert total["leads"] == len(leads)
     unknown = funnel.set_index("channel").loc[UNKNOWN_CHANNEL]
-    assert unknown["leads"] == 75 and unknown["channel_label"] == "No channel recorded"
+    assert unknown["leads"] == 75 and unknown["channel_label"] == "(no channel)"
     table = snapshot_from_crm(engine, SnapshotPolicy.OPEN_AT_CUTOFF, CUTOFF)
     assert (table.frame["channel"] == UNKNOWN_CHANNEL).sum() > 0
     assert table.frame["channel"].notna().all()
