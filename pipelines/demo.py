@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from leadscore.crm.database import connect
+from leadscore.errors import LeadscoreError
 from leadscore.crm.funnel import funnel_by_channel
 from leadscore.crm.history import load_history
 from leadscore.crm.simulator import SimulationConfig
@@ -20,6 +21,7 @@ from leadscore.pipelines.train import TrainingConfig, TrainingResult, crm_traini
 from leadscore.progress import Progress
 
 DEFAULT_DIRECTORY = Path("leadscore-demo")
+DEMO_MARKER = ".leadscore-demo"
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,25 @@ class DemoResult:
     report: Path
 
 
+def _claim(directory: Path) -> None:
+    """Make ``directory`` the demo's own, refusing a folder that holds anything the demo did not write.
+
+    The demo replaces its CRM and MLflow store on every run; ``--dir .`` or
+    ``--dir ~`` must not delete a crm.db or mlflow.db that someone else put there.
+    """
+    marker = directory / DEMO_MARKER
+    if directory.exists() and not directory.is_dir():
+        raise LeadscoreError(f"--dir {directory}: that is a file. Name a folder for the demo's files.")
+    if directory.is_dir() and not marker.exists() and any(directory.iterdir()):
+        raise LeadscoreError(
+            f"--dir {directory}: the folder already holds files the demo did not write. The demo replaces its CRM "
+            "and MLflow store on every run, so it only works in a new or empty folder, or in one of its own: "
+            "choose another --dir."
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    marker.write_text("Written by `leadscore demo`, which replaces the files of this folder on every run.\n")
+
+
 def run_demo(
     directory: Path = DEFAULT_DIRECTORY,
     leads: int = 20_000,
@@ -44,7 +65,7 @@ def run_demo(
 
     The demo owns ``directory``: its CRM and MLflow store are replaced on every run.
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    _claim(directory)
     crm_file = directory / "crm.db"
     replaced = crm_file.exists()
     for name in ("crm.db", "crm.db-wal", "crm.db-shm", "mlflow.db"):

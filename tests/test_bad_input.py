@@ -240,6 +240,13 @@ def unchanged(name: str) -> Callable[[Workspace], None]:
     return check
 
 
+def text_is(name: str, text: str) -> Callable[[Workspace], None]:
+    def check(ws: Workspace) -> None:
+        assert ws.path(name).read_text() == text, f"{name} was changed"
+
+    return check
+
+
 def csv_with(name: str, column: str) -> Callable[[Workspace], None]:
     def check(ws: Workspace) -> None:
         assert column in pd.read_csv(ws.path(name)).columns
@@ -485,6 +492,10 @@ CASES = [
          ("choose pr_auc or roc_auc",), (store,)),
     Case("roll back with no earlier champion", ("promote", "--rollback", "--tracking-uri", "{store}"), 2,
          ("no earlier champion",), (store,)),
+    Case("demo into a folder of someone else's files", ("demo", "--dir", "{tmp}/mine", "--leads", "200"), 2,
+         ("holds files the demo did not write", "choose another --dir"),
+         (text_file("mine/crm.db", "the user's own CRM"), text_file("mine/mlflow.db", "the user's own store")),
+         text_is("mine/crm.db", "the user's own CRM")),
     Case("demo too small", ("demo", "--dir", "{tmp}/demo", "--leads", "50"), 2, ("--leads",)),
 ]
 

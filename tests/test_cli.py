@@ -133,7 +133,8 @@ def test_bad_crm_urls_are_user_errors(tmp_path):
 def test_demo_prints_the_funnel_and_the_model_against_the_baselines(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "demo").mkdir()
-    (tmp_path / "demo" / "crm.db").write_text("an earlier demo")
+    (tmp_path / "demo" / ".leadscore-demo").write_text("an earlier demo")
+    (tmp_path / "demo" / "crm.db").write_text("an earlier demo's CRM")
     result = run("demo", "--dir", tmp_path / "demo", "--leads", 6_000, "--seed", 3)
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
