@@ -1,0 +1,208 @@
+"""The MLflow store and registry when things go wrong: passwords, wrong stores, missing aliases, races, kills.
+
+Each case was met by a user. Stores live in temporary folders, or in PostgreSQL
+databases and schemas created for the test and dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from leadscore.cli import app
+from leadscore.pipelines import tracking
+from test_tracking import _leads, _train, table  # noqa: F401  (the tracking tests' flat table fixture)
+
+runner = CliRunner()
+PASSWORD = "Hunter2-Secret"
+
+
+def _one_line(result) -> str:
+    return " ".join(result.output.split())
+
+
+@pytest.fixture(scope="module")
+def migrated_store(tmp_path_factory) -> Path:
+    """An empty MLflow store, made once: MLflow takes several seconds to create and migrate its tables."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def store(migrated_store, tmp_path, monkeypatch) -> str:
+    """A store of this test's own, holding MLflow's tables and nothing else yet."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    shutil.copy(migrated_store, tmp_path / "mlflow.db")
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture
+def leads_csv(tmp_path) -> Path:
+    path = tmp_path / "leads.csv"
+    _leads(n=600).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def new_rows(tmp_path) -> Path:
+    path = tmp_path / "new.csv"
+    _leads(n=20, seed=3).drop(columns=["won"]).to_csv(path, index=False)
+    return path
+
+
+def _train_arguments(csv: Path, store: str) -> list[str]:
+    return ["train", "--data", str(csv), "--id", "lead", "--target", "won", "--min-positives", "20",
+            "--candidates", "logistic", "--model-name", "leads", "--tracking-uri", store]
+
+
+def _read_commands(new_rows: Path, tmp_path: Path, store: str, model: str = "models:/leads@champion") -> dict[str, list[str]]:
+    common = ["--tracking-uri", store]
+    return {
+        "promote": ["promote", "--model-name", "leads", *common],
+        "predict": ["predict", "--data", str(new_rows), "--out", str(tmp_path / "scores.csv"), "--model", model, *common],
+        "report": ["report", "--out", str(tmp_path / "report.html"), "--model", model, *common],
+    }
+
+
+@pytest.fixture
+def postgres_database(postgres_server):
+    """A new, empty PostgreSQL database of its own (an MLflow store wants a whole database); dropped afterwards."""
+    server = sa.engine.make_url(postgres_server)
+    name = f"leadscore_mlflow_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield server.set(database=name)
+    with admin.connect() as connection:
+        # MLflow keeps its connections pooled for the life of the process.
+        connection.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+# --- 1. the tracking URI's password never prints ----------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_no_command_prints_the_tracking_password(postgres_database, leads_csv, new_rows, tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(tmp_path)
+    # Trust authentication ignores the password, so the store works and every message gets a chance to leak it.
+    store = postgres_database.set(password=PASSWORD).render_as_string(hide_password=False)
+    shown = store.replace(PASSWORD, "***")
+    trained = runner.invoke(app, _train_arguments(leads_csv, store))
+    assert trained.exit_code == 0, trained.output
+    assert f"to {shown};" in _one_line(trained)
+    outputs = [trained.output]
+    commands = _read_commands(new_rows, tmp_path, store)
+    promoted = runner.invoke(app, commands["promote"])
+    assert promoted.exit_code == 0 and "first champion" in promoted.output
+    outputs.append(promoted.output)
+    for command in ("predict", "report"):
+        arguments = _read_commands(new_rows, tmp_path, store, model="runs:/0123456789abcdef/model")[command]
+        failed = runner.invoke(app, arguments)
+        assert failed.exit_code == 2 and "Traceback" not in failed.output
+        assert "Cannot load the model 'runs:/0123456789abcdef/model' from " + shown in _one_line(failed)
+        outputs.append(failed.output)
+    captured = capfd.readouterr()
+    for text in (*outputs, captured.out, captured.err):
+        assert PASSWORD not in text
+
+
+@pytest.mark.parametrize("command", ["promote", "predict", "report"])
+def test_a_raw_at_sign_in_the_password_leaks_through_no_error(command, new_rows, tmp_path, capfd):
+    # SQLAlchemy ends the password at its first '@' and reads "ssw0rd-x@127.0.0.1" as the host name,
+    # which the driver then quotes in its error.
+    store = "postgresql+psycopg://app:p@ssw0rd-x@127.0.0.1:5432/mlflow"
+    arguments = _read_commands(new_rows, tmp_path, store)[command]
+    began = time.perf_counter()
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 2, result.output
+    assert "postgresql+psycopg://app:***@127.0.0.1:5432/mlflow" in _one_line(result)
+    assert "%40" in result.output  # the fix: percent-encode the '@'
+    captured = capfd.readouterr()
+    for text in (result.output, captured.out, captured.err):
+        assert "ssw0rd" not in text
+    assert time.perf_counter() - began < 20  # refused at once, not after MLflow's minutes of connection retries
+
+
+# --- 2. reading never creates a store ---------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_read_only_commands_leave_a_database_without_mlflow_store_untouched(postgres_url, new_rows, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as connection:  # the CRM's database, given by mistake
+        connection.execute(sa.text("CREATE TABLE leads (id integer primary key)"))
+    try:
+        for name, arguments in _read_commands(new_rows, tmp_path, postgres_url).items():
+            result = runner.invoke(app, arguments)
+            text = _one_line(result)
+            assert result.exit_code == 2, (name, result.output)
+            assert "No MLflow store at postgresql+psycopg://postgres@127.0.0.1" in text and "leads" in text
+            assert "leadscore train" in text and "--tracking-uri" in text and "MLFLOW_TRACKING_URI" in text
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", postgres_url)
+        from_environment = runner.invoke(app, ["predict", "--data", str(new_rows), "--out", str(tmp_path / "s.csv")])
+        assert from_environment.exit_code == 2 and "set by MLFLOW_TRACKING_URI" in _one_line(from_environment)
+        assert sa.inspect(engine).get_table_names() == ["leads"]
+    finally:
+        engine.dispose()
+
+
+def test_read_only_commands_create_no_sqlite_store(new_rows, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    before = sorted(tmp_path.iterdir())
+    predicted = runner.invoke(app, ["predict", "--data", str(new_rows), "--out", str(tmp_path / "scores.csv")])
+    assert predicted.exit_code == 2
+    text = _one_line(predicted)
+    assert f"No MLflow store at sqlite:///mlflow.db (the default): {tmp_path / 'mlflow.db'} does not exist" in text
+    assert "leadscore train" in text
+    for arguments in _read_commands(new_rows, tmp_path, f"sqlite:///{tmp_path / 'elsewhere' / 'mlflow.db'}").values():
+        assert runner.invoke(app, arguments).exit_code == 2
+    assert sorted(tmp_path.iterdir()) == before  # no database file, lock, artifact folder or empty folder
+
+    crm = tmp_path / "crm.db"
+    with sa.create_engine(f"sqlite:///{crm}").begin() as connection:
+        connection.execute(sa.text("CREATE TABLE leads (id integer primary key)"))
+    refused = runner.invoke(app, _read_commands(new_rows, tmp_path, f"sqlite:///{crm}")["predict"])
+    assert refused.exit_code == 2 and "holds no MLflow tables" in _one_line(refused)
+    assert sa.inspect(sa.create_engine(f"sqlite:///{crm}")).get_table_names() == ["leads"]
+
+
+# --- 3. a model or alias that is not there ----------------------------------------------------------------
+
+
+def test_predict_and_report_before_any_promotion_say_to_promote(table, store, new_rows, tmp_path):
+    tracking.log_training(_train(table), uri=store)  # registered as leadscore version 1, challenger
+    common = ["--tracking-uri", store]
+    commands = {
+        "predict": ["predict", "--data", str(new_rows), "--out", str(tmp_path / "s.csv"), *common],
+        "report": ["report", "--out", str(tmp_path / "report.html"), *common],
+    }
+    for name, arguments in commands.items():
+        result = runner.invoke(app, arguments)
+        text = _one_line(result)
+        assert result.exit_code == 2 and "Traceback" not in result.output, (name, result.output)
+        assert f"Cannot load the model 'models:/leadscore@champion' from {store}: no version of model 'leadscore' is " \
+               "champion yet (version 1 is challenger)" in text
+        assert "leadscore promote" in text and "--model models:/leadscore@challenger" in text
+
+        unknown = runner.invoke(app, [*arguments, "--model", "models:/leads@champion"])
+        assert unknown.exit_code == 2
+        assert "no model is named 'leads' there (it holds: leadscore)" in _one_line(unknown)
+        assert "leadscore train" in _one_line(unknown)
+
+    missing = runner.invoke(app, [*commands["predict"], "--model", "models:/leadscore/4"])
+    assert missing.exit_code == 2
+    assert "model 'leadscore' has no version 4 (its only version is 1)" in _one_line(missing)
+    assert "--model models:/leadscore/1" in _one_line(missing)
