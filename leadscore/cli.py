@@ -438,7 +438,7 @@ def train(
     """Train a calibrated conversion model, compare it with the baselines, and register it in MLflow as challenger."""
     from leadscore.models.rules import HandSetScoring
     from leadscore.models.tiers import TierConfig
-    from leadscore.pipelines.store import shown
+    from leadscore.pipelines.store import prepare_store, shown
     from leadscore.pipelines.tracking import log_training
     from leadscore.pipelines.train import TrainingConfig, crm_training_table, train_model
 
@@ -454,6 +454,7 @@ def train(
         seed=seed,
         tiers=TierConfig(tier_rule, mql_per_week, sql_per_week, mql_precision, sql_precision, leads_per_week),
     )
+    prepare_store(tracking_uri)  # before training: a wrong store fails now, and concurrent first runs create it once
     with RichProgress(console) as progress:
         if data is not None:
             from leadscore.features.flat import load_flat_table

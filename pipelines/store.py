@@ -7,13 +7,17 @@ MLflow creates and migrates a database store the moment a client touches it,
 wherever the URI points: a mistyped URI, or the CRM's own database, silently
 gains MLflow's tables. So commands that only read (predict, report, promote)
 open a store through ``read_store``, which first checks that the database
-already holds one and refuses otherwise.
+already holds one and refuses otherwise; only ``train`` creates a store, in
+``prepare_store``, before training and under a lock, so that two first runs
+on a new store do not both try to create its tables.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -25,6 +29,12 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 EXPERIMENT = "leadscore"
 DATABASES = ("sqlite", "postgresql", "mysql", "mssql")  # the dialects MLflow keeps a store in
 MLFLOW_TABLES = ("experiments", "alembic_version")  # what tells an MLflow store from any other database
+# Session-level locks a server gives to one connection at a time, released if the process dies.
+SERVER_LOCKS = {
+    "postgresql": ("SELECT pg_advisory_lock(hashtext(:name))", "SELECT pg_advisory_unlock(hashtext(:name))"),
+    "mysql": ("SELECT GET_LOCK(:name, -1)", "SELECT RELEASE_LOCK(:name)"),
+}
+LOCK_NAME = "leadscore: create the MLflow store"
 FIX = "or point to the store you trained in with --tracking-uri or MLFLOW_TRACKING_URI"
 
 
@@ -143,3 +153,77 @@ def read_store(uri: str | None = None):
         return mlflow.MlflowClient()
     except mlflow.exceptions.MlflowException as error:
         raise store_error(f"Cannot open the MLflow store at {shown(store)}", error, store) from error
+
+
+@contextmanager
+def _creation_lock(uri: str) -> Iterator[None]:
+    """One process at a time creates the store at ``uri``; the others wait, then find it made."""
+    dialect = _dialect(uri)
+    if dialect == "sqlite" and _sqlite_file(uri) is not None:
+        import fcntl
+
+        path = _sqlite_file(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released by the kernel if this process dies
+            yield
+        return
+    if dialect not in SERVER_LOCKS:
+        yield  # MLflow on SQL Server: no lock; two first runs may still collide there
+        return
+    acquire, release = SERVER_LOCKS[dialect]
+    engine = sa.create_engine(uri, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text(acquire), {"name": LOCK_NAME})
+            try:
+                yield
+            finally:
+                connection.execute(sa.text(release), {"name": LOCK_NAME})
+    finally:
+        engine.dispose()
+
+
+def _artifact_location(uri: str) -> str | None:
+    # With a SQLite store, artifacts live beside the database file, wherever the command runs from.
+    if _dialect(uri) == "sqlite" and _sqlite_file(uri) is not None:
+        return (_sqlite_file(uri).resolve().parent / "mlruns").as_uri()
+    return None
+
+
+def _experiment_id(client, uri: str) -> str:
+    import mlflow
+
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        try:
+            return client.create_experiment(EXPERIMENT, artifact_location=_artifact_location(uri))
+        except mlflow.exceptions.MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            experiment = client.get_experiment_by_name(EXPERIMENT)  # another process created it meanwhile
+    if experiment.lifecycle_stage == "deleted":
+        raise LeadscoreError(
+            f"The MLflow experiment '{EXPERIMENT}' in {shown(uri)} was deleted. Restore it with `mlflow experiments "
+            f"restore --experiment-id {experiment.experiment_id}`, or delete it for good (`mlflow gc`) to start anew."
+        )
+    return experiment.experiment_id
+
+
+def prepare_store(uri: str | None = None) -> str:
+    """Create the store at ``uri`` and its ``leadscore`` experiment if missing; return the experiment's id.
+
+    ``train`` calls it before training: a store created at logging time would let two first runs both
+    train for minutes and then both create its tables, one failing with "table ... already exists".
+    """
+    store = tracking_uri(uri)
+    if _dialect(store) not in (None, "sqlite"):
+        _tables(store)  # fails at once on a wrong host or password, where MLflow would retry for minutes
+    mlflow = mlflow_at(store)
+    try:
+        with _creation_lock(store):
+            client = mlflow.MlflowClient()  # creates and migrates the store's tables when they are missing
+            experiment_id = _experiment_id(client, store)
+    except (mlflow.exceptions.MlflowException, sa.exc.SQLAlchemyError) as error:
+        raise store_error(f"Cannot prepare the MLflow store at {shown(store)}", error, store) from error
+    return experiment_id

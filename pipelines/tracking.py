@@ -1,8 +1,8 @@
 """Stage: record a training run in MLflow and register its model as challenger.
 
-The store itself (which one, refusing to create one when only reading)
-lives in ``store``; loading, promoting and rolling back registered models in
-``registry``.
+The store itself (which one, creating it once, refusing to create one when
+only reading) lives in ``store``; loading, promoting and rolling back
+registered models in ``registry``.
 """
 
 from __future__ import annotations
@@ -23,23 +23,12 @@ from leadscore.models.explain import Explainer
 from leadscore.models.importance import family_shares, importance_table, with_rank_change
 from leadscore.pipelines.registry import CHALLENGER, CHAMPION, DEFAULT_MODEL_NAME, version_by_alias
 from leadscore.pipelines.registry import Decision, load_model, promote, rollback  # noqa: F401  (the demo and notebooks import them from here)
-from leadscore.pipelines.store import EXPERIMENT, mlflow_at, tracking_uri
+from leadscore.pipelines.store import mlflow_at, prepare_store, tracking_uri
 from leadscore.pipelines.train import TrainingResult
 from leadscore.progress import Progress
 
 METRIC_UNSAFE = re.compile(r"[^\w\-. /]")  # characters MLflow refuses in a metric name
 DEPENDENCE_PLOTS = 3  # top engagement features drawn against their effect
-
-
-def _use_experiment(mlflow, uri: str | None) -> None:
-    """The leadscore experiment; with a SQLite store its artifacts live beside the database file."""
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        location = None
-        store = tracking_uri(uri)
-        if store.startswith("sqlite:///"):
-            location = (Path(store.removeprefix("sqlite:///")).resolve().parent / "mlruns").as_uri()
-        mlflow.create_experiment(EXPERIMENT, artifact_location=location)
-    mlflow.set_experiment(EXPERIMENT)
 
 
 @dataclass(frozen=True)
@@ -131,16 +120,16 @@ def log_training(
     The importances in ``result.insight`` gain the current champion's rank of each field on the same
     held-out leads (``champion_rank``, ``rank_change``) before they are logged.
     """
+    experiment_id = prepare_store(uri)
     mlflow = mlflow_at(uri)
     from mlflow.models import infer_signature
 
     model = result.model
     with progress.task("Logging to MLflow", total=3) as advance:
-        _use_experiment(mlflow, uri)
         result.insight.importances = with_rank_change(
             result.insight.importances, _champion_importances(mlflow.MlflowClient(), model_name, result, uri)
         )
-        with mlflow.start_run(run_name=f"{model.kind} on {result.table.source}"[:250]) as run:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"{model.kind} on {result.table.source}"[:250]) as run:
             mlflow.log_params(_params(result))
             mlflow.log_metrics(_metrics(result))
             mlflow.set_tags({"leadscore.kind": model.kind, "leadscore.source": result.table.source})

@@ -6,7 +6,10 @@ databases and schemas created for the test and dropped afterwards.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -16,7 +19,9 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from leadscore.cli import app
+from leadscore.errors import LeadscoreError
 from leadscore.pipelines import tracking
+from leadscore.pipelines.store import prepare_store
 from test_tracking import _leads, _train, table  # noqa: F401  (the tracking tests' flat table fixture)
 
 runner = CliRunner()
@@ -117,12 +122,12 @@ def test_no_command_prints_the_tracking_password(postgres_database, leads_csv, n
         assert PASSWORD not in text
 
 
-@pytest.mark.parametrize("command", ["promote", "predict", "report"])
-def test_a_raw_at_sign_in_the_password_leaks_through_no_error(command, new_rows, tmp_path, capfd):
+@pytest.mark.parametrize("command", ["train", "promote", "predict", "report"])
+def test_a_raw_at_sign_in_the_password_leaks_through_no_error(command, leads_csv, new_rows, tmp_path, capfd):
     # SQLAlchemy ends the password at its first '@' and reads "ssw0rd-x@127.0.0.1" as the host name,
     # which the driver then quotes in its error.
     store = "postgresql+psycopg://app:p@ssw0rd-x@127.0.0.1:5432/mlflow"
-    arguments = _read_commands(new_rows, tmp_path, store)[command]
+    arguments = _train_arguments(leads_csv, store) if command == "train" else _read_commands(new_rows, tmp_path, store)[command]
     began = time.perf_counter()
     result = runner.invoke(app, arguments)
     assert result.exit_code == 2, result.output
@@ -206,3 +211,61 @@ def test_predict_and_report_before_any_promotion_say_to_promote(table, store, ne
     assert missing.exit_code == 2
     assert "model 'leadscore' has no version 4 (its only version is 1)" in _one_line(missing)
     assert "--model models:/leadscore/1" in _one_line(missing)
+
+
+# --- 4. concurrent first runs on a new store --------------------------------------------------------------
+
+
+def _leadscore(*arguments: str, **environment: str) -> subprocess.Popen:
+    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"} | environment
+    return subprocess.Popen([sys.executable, "-m", "leadscore.cli", *arguments], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def test_two_first_trains_on_a_new_store_both_succeed(leads_csv, tmp_path):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    processes = [_leadscore(*_train_arguments(leads_csv, store)) for _ in range(2)]
+    outputs = [process.communicate(timeout=180)[0] for process in processes]
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 0, output
+    import mlflow
+
+    client = mlflow.MlflowClient(store)
+    versions = client.search_model_versions("name = 'leads'")
+    assert sorted(int(v.version) for v in versions) == [1, 2]
+    experiments = [e.name for e in client.search_experiments()]
+    assert experiments.count("leadscore") == 1
+    assert {run.info.status for run in client.search_runs([client.get_experiment_by_name("leadscore").experiment_id])} == {"FINISHED"}
+
+
+@pytest.mark.postgres
+def test_two_processes_create_a_new_postgresql_store_once(postgres_database, tmp_path):
+    url = postgres_database.render_as_string(hide_password=False)
+    code = f"from leadscore.pipelines.store import prepare_store; print(prepare_store({url!r}))"
+    processes = [subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, text=True, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT) for _ in range(2)]
+    outputs = [process.communicate(timeout=120)[0] for process in processes]
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 0, output
+    assert len({output.strip().splitlines()[-1] for output in outputs}) == 1  # one leadscore experiment
+
+
+def test_experiment_creation_survives_a_concurrent_creator(store, monkeypatch):
+    import mlflow
+
+    created = prepare_store(store)
+    # Another process creates the experiment between this one's look-up and its creation.
+    looked_up = mlflow.MlflowClient.get_experiment_by_name
+    answers = iter([None])
+    monkeypatch.setattr(mlflow.MlflowClient, "get_experiment_by_name",
+                        lambda self, name: next(answers, None) or looked_up(self, name))
+    assert prepare_store(store) == created
+
+
+def test_a_deleted_experiment_is_named_with_the_fix(store):
+    import mlflow
+
+    experiment = prepare_store(store)
+    mlflow.MlflowClient(store).delete_experiment(experiment)
+    with pytest.raises(LeadscoreError, match=f"experiment 'leadscore' .*deleted.*mlflow experiments restore --experiment-id {experiment}"):
+        prepare_store(store)

@@ -14,6 +14,7 @@ from leadscore.errors import LeadscoreError
 from leadscore.features.flat import ColumnRoles, flat_feature_table
 from leadscore.pipelines import registry, tracking
 from leadscore.pipelines.predict import predict_file
+from leadscore.pipelines.store import prepare_store
 from leadscore.pipelines.train import TrainingConfig, train_model
 
 
@@ -123,9 +124,7 @@ def test_a_better_but_worse_calibrated_challenger_is_not_promoted(table, store, 
 
 
 def test_promote_without_a_challenger_says_what_to_do(store):
-    import mlflow
-
-    mlflow.MlflowClient(store)  # an empty store: one exists, with no model in it
+    prepare_store(store)
     with pytest.raises(LeadscoreError, match="run `leadscore train` first"):
         tracking.promote("nothing", uri=store)
 
