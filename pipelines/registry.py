@@ -8,15 +8,20 @@ challenger's held-out rows and is not worse calibrated.
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
+import time
+from contextlib import suppress
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
 from leadscore.errors import LeadscoreError
 from leadscore.models import metrics as scoring
 from leadscore.models.model import LeadScoringModel
+from leadscore.pipelines.runs import INCOMPLETE_TAG
 from leadscore.pipelines.store import read_store, shown, store_error
 
 DEFAULT_MODEL_NAME = "leadscore"
@@ -25,6 +30,7 @@ HOLDOUT_ARTIFACT = "evaluation/holdout.parquet"
 CHAMPION_HISTORY_TAG = "champion_history"
 CALIBRATION_TOLERANCE = 0.005  # ECE a challenger may lose and still count as "not worse calibrated"
 REGISTERED = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?")
+PAUSE_BEFORE_ALIAS = "LEADSCORE_TEST_PAUSE_BEFORE_ALIAS"
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,36 @@ def check_registered(client, model_uri: str, uri: str | None) -> None:
     elif alias not in model.aliases:
         fix = f" Pass one of them, e.g. --model models:/{name}@{min(model.aliases)}." if model.aliases else ""
         raise LeadscoreError(f"{cannot}: model {name!r} has no version aliased {alias!r} ({_aliases(model.aliases)}).{fix}")
+
+
+def _pause_for_kill_test() -> None:
+    # Test-only (tests/test_store.py): stop between registering a version and aliasing it, so that a test can
+    # kill `train` at the one moment that leaves a version without alias.
+    marker = os.environ.get(PAUSE_BEFORE_ALIAS)
+    if marker:
+        Path(marker).touch()
+        time.sleep(120)
+
+
+def register_challenger(logged_model_uri: str, model_name: str, tags: dict[str, str]) -> str:
+    """Register the logged model as a new version carrying ``tags``, then alias it challenger; return its number.
+
+    MLflow writes a version and its tags in one transaction, but the alias only afterwards. Call this inside
+    the training run: if the process dies in between, its run stays RUNNING and the next ``train`` finds it
+    and tags the version incomplete (``runs.fail_dead_runs``).
+    """
+    import mlflow
+
+    version = str(mlflow.register_model(logged_model_uri, model_name, tags=tags).version)
+    _pause_for_kill_test()
+    client = mlflow.MlflowClient()
+    try:
+        client.set_registered_model_alias(model_name, CHALLENGER, version)
+    except BaseException:
+        with suppress(Exception):
+            client.set_model_version_tag(model_name, version, INCOMPLETE_TAG, f"naming it {CHALLENGER} failed; do not promote it")
+        raise
+    return version
 
 
 def version_by_alias(client, name: str, alias: str):

@@ -23,6 +23,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from leadscore.errors import LeadscoreError
+from leadscore.pipelines.runs import fail_dead_runs
 from leadscore.redact import masked_url, redact, url_secrets
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -215,6 +216,7 @@ def prepare_store(uri: str | None = None) -> str:
 
     ``train`` calls it before training: a store created at logging time would let two first runs both
     train for minutes and then both create its tables, one failing with "table ... already exists".
+    Runs that a killed ``train`` left RUNNING are marked FAILED here (see ``runs.fail_dead_runs``).
     """
     store = tracking_uri(uri)
     if _dialect(store) not in (None, "sqlite"):
@@ -224,6 +226,7 @@ def prepare_store(uri: str | None = None) -> str:
         with _creation_lock(store):
             client = mlflow.MlflowClient()  # creates and migrates the store's tables when they are missing
             experiment_id = _experiment_id(client, store)
+        fail_dead_runs(client, experiment_id)
     except (mlflow.exceptions.MlflowException, sa.exc.SQLAlchemyError) as error:
         raise store_error(f"Cannot prepare the MLflow store at {shown(store)}", error, store) from error
     return experiment_id

@@ -2,7 +2,8 @@
 
 The store itself (which one, creating it once, refusing to create one when
 only reading) lives in ``store``; loading, promoting and rolling back
-registered models in ``registry``.
+registered models in ``registry``; runs left behind by a killed ``train`` in
+``runs``.
 """
 
 from __future__ import annotations
@@ -21,14 +22,16 @@ from leadscore.files import write_text
 from leadscore.models import plots
 from leadscore.models.explain import Explainer
 from leadscore.models.importance import family_shares, importance_table, with_rank_change
-from leadscore.pipelines.registry import CHALLENGER, CHAMPION, DEFAULT_MODEL_NAME, version_by_alias
+from leadscore.pipelines.registry import CHAMPION, DEFAULT_MODEL_NAME, register_challenger, version_by_alias
 from leadscore.pipelines.registry import Decision, load_model, promote, rollback  # noqa: F401  (the demo and notebooks import them from here)
+from leadscore.pipelines.runs import process_tags
 from leadscore.pipelines.store import mlflow_at, prepare_store, tracking_uri
 from leadscore.pipelines.train import TrainingResult
 from leadscore.progress import Progress
 
 METRIC_UNSAFE = re.compile(r"[^\w\-. /]")  # characters MLflow refuses in a metric name
 DEPENDENCE_PLOTS = 3  # top engagement features drawn against their effect
+VERSION_METRICS = ("roc_auc", "pr_auc", "brier", "ece")  # held-out metrics each registered version carries as tags
 
 
 @dataclass(frozen=True)
@@ -129,10 +132,13 @@ def log_training(
         result.insight.importances = with_rank_change(
             result.insight.importances, _champion_importances(mlflow.MlflowClient(), model_name, result, uri)
         )
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"{model.kind} on {result.table.source}"[:250]) as run:
+        # The run knows its process from the start, so that a kill at any later point leaves a run the next
+        # `train` can tell apart from a live one (runs.py).
+        tags = {**process_tags(), "leadscore.kind": model.kind, "leadscore.source": result.table.source}
+        run_name = f"{model.kind} on {result.table.source}"[:250]
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
             mlflow.log_params(_params(result))
             mlflow.log_metrics(_metrics(result))
-            mlflow.set_tags({"leadscore.kind": model.kind, "leadscore.source": result.table.source})
             with tempfile.TemporaryDirectory() as scratch:
                 scratch = Path(scratch)
                 folder = report_folder or scratch / "report"
@@ -155,14 +161,11 @@ def log_training(
                     pip_requirements=_requirements(),
                 )
                 advance(1)
-        version = mlflow.register_model(info.model_uri, model_name).version
-        client = mlflow.MlflowClient()
-        client.set_registered_model_alias(model_name, CHALLENGER, version)
-        held_out = result.evaluation.metrics.loc["leadscore model"]
-        for metric in ("roc_auc", "pr_auc", "brier", "ece"):
-            client.set_model_version_tag(model_name, version, f"held_out.{metric}", f"{held_out[metric]:.6f}")
-        advance(1)
-    return LoggedRun(run.info.run_id, model_name, str(version), tracking_uri(uri), folder)
+            held_out = result.evaluation.metrics.loc["leadscore model"]
+            version_tags = {f"held_out.{metric}": f"{held_out[metric]:.6f}" for metric in VERSION_METRICS}
+            version = register_challenger(info.model_uri, model_name, version_tags)
+            advance(1)
+    return LoggedRun(run.info.run_id, model_name, version, tracking_uri(uri), folder)
 
 
 def _champion_importances(client, model_name: str, result: TrainingResult, uri: str | None) -> pd.DataFrame | None:

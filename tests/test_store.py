@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -21,11 +22,13 @@ from typer.testing import CliRunner
 from leadscore.cli import app
 from leadscore.errors import LeadscoreError
 from leadscore.pipelines import tracking
+from leadscore.pipelines.runs import INCOMPLETE_TAG, process_tags
 from leadscore.pipelines.store import prepare_store
 from test_tracking import _leads, _train, table  # noqa: F401  (the tracking tests' flat table fixture)
 
 runner = CliRunner()
 PASSWORD = "Hunter2-Secret"
+PAUSE_HOOK = "LEADSCORE_TEST_PAUSE_BEFORE_ALIAS"
 
 
 def _one_line(result) -> str:
@@ -269,3 +272,70 @@ def test_a_deleted_experiment_is_named_with_the_fix(store):
     mlflow.MlflowClient(store).delete_experiment(experiment)
     with pytest.raises(LeadscoreError, match=f"experiment 'leadscore' .*deleted.*mlflow experiments restore --experiment-id {experiment}"):
         prepare_store(store)
+
+
+# --- 5. a killed train ------------------------------------------------------------------------------------
+
+
+def test_a_killed_train_is_failed_and_its_orphan_version_tagged_by_the_next(store, leads_csv, tmp_path):
+    paused = tmp_path / "paused"
+    process = _leadscore(*_train_arguments(leads_csv, store), **{PAUSE_HOOK: str(paused)})
+    deadline = time.monotonic() + 90
+    while not paused.exists():
+        assert process.poll() is None, process.communicate()[0]
+        assert time.monotonic() < deadline, "train never reached the point between registering and aliasing"
+        time.sleep(0.1)
+    os.kill(process.pid, signal.SIGKILL)
+    process.communicate()
+    import mlflow
+
+    client = mlflow.MlflowClient(store)
+    experiment = client.get_experiment_by_name("leadscore").experiment_id
+    [killed] = client.search_runs([experiment])
+    orphan = client.get_model_version("leads", "1")
+    assert killed.info.status == "RUNNING" and orphan.aliases == []
+    assert "held_out.pr_auc" in orphan.tags  # tags are given at registration, in the same step
+
+    retrained = runner.invoke(app, _train_arguments(leads_csv, store))
+    assert retrained.exit_code == 0, retrained.output
+    assert "version 2 as challenger" in _one_line(retrained)
+    assert client.get_run(killed.info.run_id).info.status == "FAILED"
+    assert "died" in client.get_run(killed.info.run_id).data.tags["leadscore.failure"]
+    orphan = client.get_model_version("leads", "1")
+    assert orphan.aliases == [] and "never became challenger" in orphan.tags[INCOMPLETE_TAG]
+    assert runner.invoke(app, ["promote", "--model-name", "leads", "--tracking-uri", store]).exit_code == 0
+    assert str(client.get_model_version_by_alias("leads", "champion").version) == "2"
+
+
+def test_a_version_that_cannot_be_named_challenger_is_tagged_incomplete(table, store, monkeypatch):
+    import mlflow
+
+    def refuse(self, name, alias, version):
+        raise mlflow.exceptions.MlflowException("the database went away")
+
+    monkeypatch.setattr(mlflow.MlflowClient, "set_registered_model_alias", refuse)
+    with pytest.raises(mlflow.exceptions.MlflowException, match="went away"):
+        tracking.log_training(_train(table), "leads", store)
+    version = mlflow.MlflowClient(store).get_model_version("leads", "1")
+    assert version.aliases == [] and "failed" in version.tags[INCOMPLETE_TAG]
+
+
+def test_only_runs_of_dead_processes_on_this_host_are_failed(store):
+    import mlflow
+
+    experiment = prepare_store(store)
+    client = mlflow.MlflowClient(store)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])  # a process that has come and gone
+    gone.wait()
+    ours = process_tags()
+    runs = {
+        "alive": client.create_run(experiment, tags=ours),
+        "elsewhere": client.create_run(experiment, tags=ours | {"leadscore.host": "another-machine", "leadscore.pid": str(gone.pid)}),
+        "dead": client.create_run(experiment, tags=ours | {"leadscore.pid": str(gone.pid)}),
+        "pid reused": client.create_run(experiment, tags=ours | {"leadscore.process_started": "1"}),
+        "not ours": client.create_run(experiment),
+    }
+    prepare_store(store)
+    status = {name: client.get_run(run.info.run_id).info.status for name, run in runs.items()}
+    assert status == {"alive": "RUNNING", "elsewhere": "RUNNING", "dead": "FAILED", "pid reused": "FAILED",
+                      "not ours": "RUNNING"}
