@@ -229,4 +229,7 @@ def prepare_store(uri: str | None = None) -> str:
         fail_dead_runs(client, experiment_id)
     except (mlflow.exceptions.MlflowException, sa.exc.SQLAlchemyError) as error:
         raise store_error(f"Cannot prepare the MLflow store at {shown(store)}", error, store) from error
+    except OSError as error:
+        raise store_error(f"Cannot prepare the MLflow store at {shown(store)}", error, store,
+                          "Point --tracking-uri or MLFLOW_TRACKING_URI at a file in a folder you can write to.") from error
     return experiment_id

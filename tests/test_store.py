@@ -253,6 +253,13 @@ def test_two_processes_create_a_new_postgresql_store_once(postgres_database, tmp
     assert len({output.strip().splitlines()[-1] for output in outputs}) == 1  # one leadscore experiment
 
 
+def test_train_names_a_store_it_cannot_create_before_training(leads_csv, tmp_path):
+    result = runner.invoke(app, _train_arguments(leads_csv, f"sqlite:///{leads_csv}/mlflow.db"))
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"Cannot prepare the MLflow store at sqlite:///{leads_csv}/mlflow.db" in _one_line(result)
+    assert "Choosing the model" not in result.output  # refused before training, not after
+
+
 def test_experiment_creation_survives_a_concurrent_creator(store, monkeypatch):
     import mlflow
 
