@@ -498,6 +498,7 @@ def train(
     """Train a calibrated conversion model, compare it with the baselines, and register it in MLflow as challenger."""
     from leadscore.models.rules import HandSetScoring
     from leadscore.models.tiers import TierConfig
+    from leadscore.pipelines.store import prepare_store, shown
     from leadscore.pipelines.tracking import log_training
     from leadscore.pipelines.train import TrainingConfig, crm_training_table, train_model
 
@@ -513,6 +514,7 @@ def train(
         seed=seed,
         tiers=TierConfig(tier_rule, mql_per_week, sql_per_week, mql_precision, sql_precision, leads_per_week),
     )
+    prepare_store(tracking_uri)  # before training: a wrong store fails now, and concurrent first runs create it once
     with for_console(console) as progress:
         if data is not None:
             from leadscore.features.flat import load_flat_table
@@ -533,7 +535,7 @@ def train(
         logged = log_training(result, model_name, tracking_uri, report, progress)
     print_training(result)
     console.print(
-        f"Logged run {logged.run_id} to {logged.tracking_uri}; registered {logged.model_name} version "
+        f"Logged run {logged.run_id} to {shown(logged.tracking_uri)}; registered {logged.model_name} version "
         f"{logged.version} as challenger ({logged.model_uri})."
         + (f" Report files in {report}." if report else "")
     )
@@ -548,9 +550,9 @@ def promote(
     tracking_uri: TrackingOption = None,
 ) -> None:
     """Make the challenger the champion if it beats it on the newest held-out leads and is not worse calibrated."""
-    from leadscore.pipelines import tracking
+    from leadscore.pipelines import registry
 
-    decision = tracking.rollback(model_name, tracking_uri) if rollback else tracking.promote(model_name, metric, tracking_uri)
+    decision = registry.rollback(model_name, tracking_uri) if rollback else registry.promote(model_name, metric, tracking_uri)
     console.print(decision.message, style="green" if decision.promoted else "yellow")
 
 

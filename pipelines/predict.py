@@ -10,7 +10,7 @@ from leadscore.errors import LeadscoreError
 from leadscore.files import check_folder, check_table_suffix, write_table
 from leadscore.features.flat import read_table_file
 from leadscore.models.explain import Explainer, explanation_columns
-from leadscore.pipelines.tracking import load_model
+from leadscore.pipelines.registry import load_model
 from leadscore.progress import Progress
 
 

@@ -24,7 +24,8 @@ from leadscore.files import check_folder, write_text
 from leadscore.models import plots
 from leadscore.models.explain import Explainer, field_labels, format_percent, reason_records
 from leadscore.models.model import LeadScoringModel
-from leadscore.pipelines.tracking import load_model, mlflow_at, tracking_uri
+from leadscore.pipelines.registry import load_model
+from leadscore.pipelines.store import read_store, shown, store_error
 
 EXAMPLE_TIERS = ("SQL", "MQL", "none")
 TOP_IMPORTANCES = 15
@@ -54,12 +55,14 @@ class RunFiles:
 
 
 def read_run(model_uri: str, scratch: Path, uri: str | None = None) -> RunFiles:
-    mlflow = mlflow_at(uri)
+    read_store(uri)  # refuses a store that does not exist rather than letting MLflow create it
+    import mlflow
+
     try:
         run_id = mlflow.models.get_model_info(model_uri).run_id
         folder = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation", dst_path=str(scratch)))
     except mlflow.exceptions.MlflowException as error:
-        raise LeadscoreError(f"Cannot read the run of {model_uri!r} from {tracking_uri(uri)}: {error.message}") from error
+        raise store_error(f"Cannot read the run of {model_uri!r} from {shown(uri)}", error, uri) from error
     missing = [name for name in ("metrics.json", "importances.csv", "tiers.csv", "holdout.parquet") if not (folder / name).exists()]
     if missing:
         raise LeadscoreError(

@@ -1,16 +1,14 @@
-"""Stage: record a training run in MLflow, register the model, and promote or roll back the champion.
+"""Stage: record a training run in MLflow and register its model as challenger.
 
-Tracking defaults to a local SQLite store (``sqlite:///mlflow.db``);
-``MLFLOW_TRACKING_URI`` or an explicit URI overrides it. Registered versions
-carry aliases: a new model becomes ``challenger``; ``promote`` moves
-``champion`` to it only when it beats the champion on the challenger's
-held-out rows and is not worse calibrated.
+The store itself (which one, creating it once, refusing to create one when
+only reading) lives in ``store``; loading, promoting and rolling back
+registered models in ``registry``; runs left behind by a killed ``train`` in
+``runs``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import re
 import tempfile
@@ -20,50 +18,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from leadscore.errors import LeadscoreError
 from leadscore.files import write_text
-from leadscore.models import metrics as scoring
 from leadscore.models import plots
 from leadscore.models.explain import Explainer
 from leadscore.models.importance import family_shares, importance_table, with_rank_change
-from leadscore.models.model import LeadScoringModel
+from leadscore.pipelines.registry import CHAMPION, DEFAULT_MODEL_NAME, register_challenger, version_by_alias
+from leadscore.pipelines.registry import Decision, load_model, promote, rollback  # noqa: F401  (the demo and notebooks import them from here)
+from leadscore.pipelines.runs import process_tags
+from leadscore.pipelines.store import mlflow_at, prepare_store, tracking_uri
 from leadscore.pipelines.train import TrainingResult
 from leadscore.progress import Progress
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-EXPERIMENT = "leadscore"
-DEFAULT_MODEL_NAME = "leadscore"
-CHAMPION, CHALLENGER = "champion", "challenger"
-HOLDOUT_ARTIFACT = "evaluation/holdout.parquet"
-IMPORTANCES_ARTIFACT = "evaluation/importances.csv"
 METRIC_UNSAFE = re.compile(r"[^\w\-. /]")  # characters MLflow refuses in a metric name
 DEPENDENCE_PLOTS = 3  # top engagement features drawn against their effect
-CHAMPION_HISTORY_TAG = "champion_history"
-CALIBRATION_TOLERANCE = 0.005  # ECE a challenger may lose and still count as "not worse calibrated"
-
-
-def tracking_uri(explicit: str | None = None) -> str:
-    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-
-
-def mlflow_at(uri: str | None):
-    # MLflow draws a progress bar on every artifact download; in a CLI it is noise.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking_uri(uri))
-    return mlflow
-
-
-def _use_experiment(mlflow, uri: str | None) -> None:
-    """The leadscore experiment; with a SQLite store its artifacts live beside the database file."""
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        location = None
-        store = tracking_uri(uri)
-        if store.startswith("sqlite:///"):
-            location = (Path(store.removeprefix("sqlite:///")).resolve().parent / "mlruns").as_uri()
-        mlflow.create_experiment(EXPERIMENT, artifact_location=location)
-    mlflow.set_experiment(EXPERIMENT)
+VERSION_METRICS = ("roc_auc", "pr_auc", "brier", "ece")  # held-out metrics each registered version carries as tags
 
 
 @dataclass(frozen=True)
@@ -155,19 +123,22 @@ def log_training(
     The importances in ``result.insight`` gain the current champion's rank of each field on the same
     held-out leads (``champion_rank``, ``rank_change``) before they are logged.
     """
+    experiment_id = prepare_store(uri)
     mlflow = mlflow_at(uri)
     from mlflow.models import infer_signature
 
     model = result.model
     with progress.task("Logging to MLflow", total=3) as advance:
-        _use_experiment(mlflow, uri)
         result.insight.importances = with_rank_change(
             result.insight.importances, _champion_importances(mlflow.MlflowClient(), model_name, result, uri)
         )
-        with mlflow.start_run(run_name=f"{model.kind} on {result.table.source}"[:250]) as run:
+        # The run knows its process from the start, so that a kill at any later point leaves a run the next
+        # `train` can tell apart from a live one (runs.py).
+        tags = {**process_tags(), "leadscore.kind": model.kind, "leadscore.source": result.table.source}
+        run_name = f"{model.kind} on {result.table.source}"[:250]
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
             mlflow.log_params(_params(result))
             mlflow.log_metrics(_metrics(result))
-            mlflow.set_tags({"leadscore.kind": model.kind, "leadscore.source": result.table.source})
             with tempfile.TemporaryDirectory() as scratch:
                 scratch = Path(scratch)
                 folder = report_folder or scratch / "report"
@@ -190,19 +161,16 @@ def log_training(
                     pip_requirements=_requirements(),
                 )
                 advance(1)
-        version = mlflow.register_model(info.model_uri, model_name).version
-        client = mlflow.MlflowClient()
-        client.set_registered_model_alias(model_name, CHALLENGER, version)
-        held_out = result.evaluation.metrics.loc["leadscore model"]
-        for metric in ("roc_auc", "pr_auc", "brier", "ece"):
-            client.set_model_version_tag(model_name, version, f"held_out.{metric}", f"{held_out[metric]:.6f}")
-        advance(1)
-    return LoggedRun(run.info.run_id, model_name, str(version), tracking_uri(uri), folder)
+            held_out = result.evaluation.metrics.loc["leadscore model"]
+            version_tags = {f"held_out.{metric}": f"{held_out[metric]:.6f}" for metric in VERSION_METRICS}
+            version = register_challenger(info.model_uri, model_name, version_tags)
+            advance(1)
+    return LoggedRun(run.info.run_id, model_name, version, tracking_uri(uri), folder)
 
 
 def _champion_importances(client, model_name: str, result: TrainingResult, uri: str | None) -> pd.DataFrame | None:
     """The current champion's importances on the same held-out leads, when it can score them."""
-    champion = _version_by_alias(client, model_name, CHAMPION)
+    champion = version_by_alias(client, model_name, CHAMPION)
     if champion is None:
         return None
     model = load_model(f"models:/{model_name}/{champion.version}", uri)
@@ -246,106 +214,3 @@ def _metrics(result: TrainingResult) -> dict[str, float]:
     for candidate, row in result.validation.iterrows():
         values.update({f"validation.{candidate}.{m}": float(row[m]) for m in ("roc_auc", "pr_auc", "calibrated_brier") if np.isfinite(row[m])})
     return values
-
-
-# --- the registry -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Decision:
-    promoted: bool
-    message: str
-    challenger: dict
-    champion: dict | None
-
-
-def load_model(model_uri: str, uri: str | None = None) -> LeadScoringModel:
-    """The ``LeadScoringModel`` inside a logged pyfunc (runs:/..., models:/name/3, models:/name@champion)."""
-    mlflow = mlflow_at(uri)
-    try:
-        return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().model
-    except mlflow.exceptions.MlflowException as error:
-        raise LeadscoreError(f"Cannot load the model {model_uri!r} from {tracking_uri(uri)}: {error.message}") from error
-
-
-def _version_by_alias(client, name: str, alias: str):
-    import mlflow
-
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except mlflow.exceptions.MlflowException:
-        return None
-
-
-def _score(model: LeadScoringModel, held_out: pd.DataFrame, metric: str) -> dict:
-    missing = [f for f in model.features if f not in held_out.columns]
-    if missing:
-        raise LeadscoreError(
-            f"The champion needs features the challenger's held-out rows lack ({', '.join(missing[:5])}): the two "
-            "models were trained on different data and cannot be compared. Promote by hand with the MLflow UI."
-        )
-    y = held_out[model.target_column].to_numpy(dtype=int)
-    values = scoring.probability_metrics(y, model.predict_proba(held_out))
-    return {"metric": values[metric], "ece": values["ece"], "brier": values["brier"]}
-
-
-def promote(model_name: str = DEFAULT_MODEL_NAME, metric: str = "pr_auc", uri: str | None = None) -> Decision:
-    """Move ``champion`` to the challenger if it scores better on the challenger's held-out rows."""
-    if metric not in ("pr_auc", "roc_auc"):
-        raise LeadscoreError(f"--metric {metric!r}: choose pr_auc or roc_auc.")
-    mlflow = mlflow_at(uri)
-    client = mlflow.MlflowClient()
-    challenger = _version_by_alias(client, model_name, CHALLENGER)
-    if challenger is None:
-        raise LeadscoreError(f"No '{CHALLENGER}' version of model {model_name!r} in {tracking_uri(uri)}: run `leadscore train` first.")
-    champion = _version_by_alias(client, model_name, CHAMPION)
-    if champion is not None and champion.version == challenger.version:
-        return Decision(False, f"Version {challenger.version} is already the champion.", {}, None)
-    with tempfile.TemporaryDirectory() as scratch:
-        path = client.download_artifacts(challenger.run_id, HOLDOUT_ARTIFACT, scratch)
-        held_out = pd.read_parquet(path)
-    challenger_score = _score(load_model(f"models:/{model_name}/{challenger.version}", uri), held_out, metric)
-    if champion is None:
-        _set_champion(client, model_name, challenger.version, previous=None)
-        return Decision(True, f"Version {challenger.version} is the first champion.", challenger_score, None)
-    champion_score = _score(load_model(f"models:/{model_name}/{champion.version}", uri), held_out, metric)
-    better = challenger_score["metric"] > champion_score["metric"]
-    calibrated = challenger_score["ece"] <= champion_score["ece"] + CALIBRATION_TOLERANCE
-    comparison = (
-        f"{metric} {challenger_score['metric']:.4f} against {champion_score['metric']:.4f}, calibration error "
-        f"{challenger_score['ece']:.4f} against {champion_score['ece']:.4f} on the challenger's {len(held_out):,} held-out leads"
-    )
-    if better and calibrated:
-        _set_champion(client, model_name, challenger.version, previous=champion.version)
-        return Decision(True, f"Promoted version {challenger.version} over version {champion.version}: {comparison}.",
-                        challenger_score, champion_score)
-    reason = "does not score better" if not better else "is worse calibrated"
-    return Decision(False, f"Kept version {champion.version}: the challenger (version {challenger.version}) {reason}: {comparison}.",
-                    challenger_score, champion_score)
-
-
-def _history(client, model_name: str) -> list[str]:
-    tags = client.get_registered_model(model_name).tags
-    return json.loads(tags.get(CHAMPION_HISTORY_TAG, "[]"))
-
-
-def _set_champion(client, model_name: str, version: str, previous: str | None) -> None:
-    history = _history(client, model_name)
-    if previous is not None:
-        history.append(str(previous))
-    client.set_registered_model_tag(model_name, CHAMPION_HISTORY_TAG, json.dumps(history))
-    client.set_registered_model_alias(model_name, CHAMPION, version)
-
-
-def rollback(model_name: str = DEFAULT_MODEL_NAME, uri: str | None = None) -> Decision:
-    """Point ``champion`` back to the version that held it before."""
-    mlflow = mlflow_at(uri)
-    client = mlflow.MlflowClient()
-    current = _version_by_alias(client, model_name, CHAMPION)
-    history = _history(client, model_name) if current is not None else []
-    if not history:
-        raise LeadscoreError(f"Model {model_name!r} has no earlier champion to roll back to.")
-    previous = history.pop()
-    client.set_registered_model_tag(model_name, CHAMPION_HISTORY_TAG, json.dumps(history))
-    client.set_registered_model_alias(model_name, CHAMPION, previous)
-    return Decision(True, f"Rolled back: version {previous} is the champion again (was version {current.version}).", {}, None)

@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 from leadscore.cli import app
 from leadscore.errors import LeadscoreError
 from leadscore.features.flat import ColumnRoles, flat_feature_table
-from leadscore.pipelines import tracking
+from leadscore.pipelines import registry, tracking
 from leadscore.pipelines.predict import predict_file
+from leadscore.pipelines.store import prepare_store
 from leadscore.pipelines.train import TrainingConfig, train_model
 
 
@@ -117,12 +118,13 @@ def test_a_better_but_worse_calibrated_challenger_is_not_promoted(table, store, 
     tracking.promote("leads", uri=store)
     tracking.log_training(result, "leads", store)
     scores = iter([{"metric": 0.9, "ece": 0.05, "brier": 0.1}, {"metric": 0.8, "ece": 0.01, "brier": 0.1}])
-    monkeypatch.setattr(tracking, "_score", lambda model, held_out, metric: next(scores))
+    monkeypatch.setattr(registry, "_score", lambda model, held_out, metric: next(scores))
     decision = tracking.promote("leads", uri=store)
     assert not decision.promoted and "worse calibrated" in decision.message
 
 
 def test_promote_without_a_challenger_says_what_to_do(store):
+    prepare_store(store)
     with pytest.raises(LeadscoreError, match="run `leadscore train` first"):
         tracking.promote("nothing", uri=store)
 
