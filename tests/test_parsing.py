@@ -178,3 +178,23 @@ def test_a_column_of_numbers_in_several_dtypes_reads_the_same():
         numbers, unreadable = NumberFormat().read(values)
         np.testing.assert_array_equal(numbers.to_numpy(dtype=float), expected)
         assert not unreadable.any()
+
+
+
+@pytest.mark.parametrize("decimal", [",", "."])
+def test_the_fast_reading_of_plain_numbers_agrees_with_the_exact_one(decimal, monkeypatch):
+    from leadscore.features import parsing
+
+    rng = np.random.default_rng(3)
+    plain = ["12", "-3", "+4", "007", "1.5", "0.25", ".5", "5.", "1.234", "-123.456", "1234.567", "3e4", "-2E-3",
+             "+.5", "1.e5", "0.123456"]
+    other = ["1,5", "1.234,5", "12.345.678", "nan", "inf", "1e999", "١٢", "?", "", "1 234", "abc", "12,345"]
+    samples = []
+    for _ in range(40):
+        pieces = plain if rng.random() < 0.6 else plain + other  # the fast path sees whole columns of plain numbers
+        samples.append(pd.Series(rng.choice(pieces, size=30), dtype="str").where(rng.random(30) > 0.1))
+    fast = [parsing._numbers(values, decimal) for values in samples]
+    assert sum(parsing._plain_numbers(values, decimal) is not None for values in samples) >= 15
+    monkeypatch.setattr(parsing, "_plain_numbers", lambda text, mark: None)
+    for values, quick in zip(samples, fast):
+        pd.testing.assert_series_equal(quick, parsing._numbers(values, decimal), check_names=False)
