@@ -132,8 +132,9 @@ def user_errors(command):
             return command(*args, **kwargs)
         except LeadscoreError as error:
             raise _fail("Error:", str(error), secrets, 2) from None
-        except sa.exc.OperationalError as error:
-            raise _fail("Database error:", str(error.orig), secrets, 2) from None
+        except sa.exc.DBAPIError as error:
+            # The database's own words name the problem: a server down, a permission, a lock, a constraint.
+            raise _fail("Database error:", str(error.orig).strip(), secrets, 2) from None
         except KeyboardInterrupt:
             raise _fail("Interrupted:", "stopped before the end; files and CRM writes are all-or-nothing, so nothing half-written was kept.", secrets, 130) from None
         except (typer.Exit, typer.Abort, TyperException):

@@ -54,6 +54,7 @@ class Workspace:
             "crm": str(self.crm),
             "store": f"sqlite:///{self.path('store') / 'mlflow.db'}",
             "pg": self.postgres or "",
+            "pg_reader": (self.postgres or "").replace("://postgres@", "://leadscore_reader@"),
         }
 
     def sql(self, *statements: str, database: Path | None = None) -> None:
@@ -143,6 +144,20 @@ def text_times(ws: Workspace) -> None:
 def text_lead_ids(ws: Workspace) -> None:
     _loosen(ws, "activities")
     ws.sql("UPDATE activities SET lead_id = 'abc' WHERE rowid IN (1, 2)")
+
+
+def reader_role(ws: Workspace) -> None:
+    """A PostgreSQL login that may connect but not create tables in the case's schema."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(ws.postgres)
+    with engine.begin() as connection:
+        exists = connection.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = 'leadscore_reader'")).scalar()
+        if not exists:
+            connection.execute(sa.text("CREATE ROLE leadscore_reader LOGIN"))
+        schema = connection.execute(sa.text("SELECT current_schema()")).scalar_one()
+        connection.execute(sa.text(f'GRANT USAGE ON SCHEMA "{schema}" TO leadscore_reader'))
+    engine.dispose()
 
 
 def brackets_in_channels(ws: Workspace) -> None:
@@ -313,6 +328,8 @@ CASES = [
          postgres=True),
     Case("features of PostgreSQL without tables", ("features", "--crm", "{pg}", "--cutoff", CUTOFF, *FEATURES_OUT), 2,
          ("holds no leadscore CRM tables",), postgres=True),
+    Case("simulate without the right to create tables", ("simulate", "--crm", "{pg_reader}", "--leads", "200"), 2,
+         ("Database error:", "permission denied"), (reader_role,), postgres=True),
     Case("not a URL", ("funnel", "--crm", "sqlite://:bad:url:"), 2, ("not a database URL",)),
     Case("no driver, password kept", ("funnel", "--crm", "mysql://crm_user:s3cret@db.example.com/crm"), 2,
          ("crm_user:***@", "install its SQLAlchemy driver"), never_says=("s3cret",)),
