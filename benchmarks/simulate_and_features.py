@@ -41,7 +41,7 @@ def simulate_phase(crm: str, leads: int, queue) -> None:
 
 def features_phase(crm: str, out: str, queue) -> None:
     from leadscore.crm.database import connect
-    from leadscore.crm.history import load_history
+    from leadscore.crm.sql import load_history
     from leadscore.features import crm_feature_table
 
     began = time.perf_counter()

@@ -195,7 +195,8 @@ def _fetch_chunks(
 
 
 def _copy_out_postgresql(connection: sa.Connection, statement: sa.Select, names: list[str]) -> pd.DataFrame:
-    compiled = statement.compile(dialect=connection.dialect)
+    # IN lists are expanded at execution; COPY takes the final text, so expand them now.
+    compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
     sql = f"COPY ({compiled}) TO STDOUT (FORMAT csv, HEADER)"
     buffer = io.BytesIO()
     with _raw_cursor(connection, sql) as cursor, cursor.copy(sql, compiled.params) as copy:

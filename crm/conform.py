@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from leadscore.crm.schema import STAGES
+from leadscore.crm.vocabulary import STAGES
 from leadscore.errors import LeadscoreError
 
 UNKNOWN_CHANNEL = "(unknown)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from leadscore.crm import schema
+from leadscore.crm import vocabulary
 from leadscore.crm.conform import UNKNOWN_CHANNEL
 from leadscore.crm.history import CrmHistory
 
@@ -21,7 +21,7 @@ REACHED = (("mqls", "mql"), ("sqls", "sql"), ("opportunities", "opportunity"), (
 
 def furthest_stage_rank(history: CrmHistory) -> pd.Series:
     """Per lead id, the rank of the furthest funnel stage ever reached (disqualification does not count)."""
-    ranks = {stage.code: stage.rank for stage in schema.STAGES}
+    ranks = {stage.code: stage.rank for stage in vocabulary.STAGES}
     stage_rank = history.stage_changes["stage"].astype(object).map(ranks).fillna(-1).to_numpy(dtype=int)
     furthest = pd.Series(stage_rank).groupby(history.stage_changes["lead_id"].to_numpy()).max()
     return furthest.reindex(history.leads["id"].to_numpy(), fill_value=0).clip(lower=0)
@@ -38,9 +38,9 @@ def funnel_by_channel(history: CrmHistory) -> pd.DataFrame:
     furthest = furthest_stage_rank(history).to_numpy()
     frame = pd.DataFrame({"channel": history.leads["channel"].astype(object).to_numpy(), "leads": 1})
     for column, stage in REACHED:
-        frame[column] = (furthest >= schema.STAGE_BY_CODE[stage].rank).astype(int)
+        frame[column] = (furthest >= vocabulary.STAGE_BY_CODE[stage].rank).astype(int)
     volumes = frame.groupby("channel", sort=False).sum()
-    known = [c.code for c in schema.CHANNELS if c.code in volumes.index]
+    known = [c.code for c in vocabulary.CHANNELS if c.code in volumes.index]
     others = sorted(set(volumes.index) - set(known) - {UNKNOWN_CHANNEL})
     volumes = volumes.loc[known + others + ([UNKNOWN_CHANNEL] if UNKNOWN_CHANNEL in volumes.index else [])]
     costs = history.campaign_costs.groupby("channel")["cost"].sum()
@@ -53,7 +53,7 @@ def funnel_by_channel(history: CrmHistory) -> pd.DataFrame:
         table[rate] = _ratio(table[numerator], table[denominator])
     table["cost_per_mql"] = _ratio(table["cost"], table["mqls"])
     table["cost_per_sql"] = _ratio(table["cost"], table["sqls"])
-    labels = {code: channel.label for code, channel in schema.CHANNEL_BY_CODE.items()}
+    labels = {code: channel.label for code, channel in vocabulary.CHANNEL_BY_CODE.items()}
     labels.update({"total": "All channels", UNKNOWN_CHANNEL: "(no channel)"})
     table["channel_label"] = [labels.get(code, code) for code in table["channel"]]
     return table

@@ -1,18 +1,25 @@
-"""Point-in-time features, their registry, labels and snapshot policies."""
+"""Point-in-time features, their registry, labels and snapshot policies.
 
-from leadscore.features.build import build_features, crm_feature_table
-from leadscore.features.crm_features import CRM_FEATURES
-from leadscore.features.registry import FeatureRegistry, FeatureSpec
-from leadscore.features.snapshots import mql_moments, open_leads_at
-from leadscore.features.table import FeatureTable
+The names below are imported on first use, so that importing one module of
+the package (the registry, say, from a scoring server) loads only what it needs.
+"""
 
-__all__ = [
-    "CRM_FEATURES",
-    "FeatureRegistry",
-    "FeatureSpec",
-    "FeatureTable",
-    "build_features",
-    "crm_feature_table",
-    "mql_moments",
-    "open_leads_at",
-]
+from importlib import import_module
+
+_WHERE = {
+    "CRM_FEATURES": "crm_features",
+    "FeatureRegistry": "registry",
+    "FeatureSpec": "registry",
+    "FeatureTable": "table",
+    "build_features": "build",
+    "crm_feature_table": "build",
+    "mql_moments": "snapshots",
+    "open_leads_at": "snapshots",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)

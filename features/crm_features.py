@@ -13,7 +13,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from leadscore.crm.schema import (
+from leadscore.crm.vocabulary import (
     ACTIVITY_BY_CODE,
     ACTIVITY_TYPES,
     CHANNEL_BY_CODE,

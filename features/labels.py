@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from leadscore.crm.schema import FUNNEL_STAGES, STAGES
+from leadscore.crm.vocabulary import FUNNEL_STAGES, STAGES
 from leadscore.errors import LeadscoreError
 from leadscore.features.timeline import DAY, EventIndex
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.arrays import order_by_lead_and_time
-from leadscore.crm.schema import ACTIVITY_TYPES
+from leadscore.crm.vocabulary import ACTIVITY_TYPES
 from leadscore.errors import LeadscoreError
 
 DAY = 86_400

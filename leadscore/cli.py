@@ -274,7 +274,7 @@ def simulate(
 def funnel(crm: CrmOption = None, map_stage: MapStageOption = None) -> None:
     """Print funnel conversion rates and cost per MQL and SQL, per channel."""
     from leadscore.crm.funnel import funnel_by_channel
-    from leadscore.crm.history import load_history
+    from leadscore.crm.sql import load_history
 
     stage_map = _stage_map(map_stage)
     with _engine(crm) as engine, for_console(console) as progress:
@@ -526,7 +526,7 @@ def train(
 
             feature_table = FeatureTable.read_parquet(table)
         else:
-            from leadscore.crm.history import load_history
+            from leadscore.crm.sql import load_history
 
             with _engine(crm) as engine:
                 history = load_history(engine, progress=progress, stage_map=_stage_map(map_stage))
@@ -604,7 +604,7 @@ def report(
 ) -> None:
     """Write one self-contained HTML page for marketing: funnel, model against hand-set scoring, drivers, tiers, examples."""
     from leadscore.crm.funnel import funnel_by_channel
-    from leadscore.crm.history import load_history
+    from leadscore.crm.sql import load_history
     from leadscore.pipelines.report import write_report
 
     funnel, note = None, ""

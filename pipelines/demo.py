@@ -11,7 +11,7 @@ import pandas as pd
 from leadscore.crm.database import connect
 from leadscore.errors import LeadscoreError
 from leadscore.crm.funnel import funnel_by_channel
-from leadscore.crm.history import load_history
+from leadscore.crm.sql import load_history
 from leadscore.crm.simulator import SimulationConfig
 from leadscore.models.rules import HandSetScoring
 from leadscore.pipelines.report import write_report

@@ -9,7 +9,8 @@ from datetime import datetime
 import pandas as pd
 import sqlalchemy as sa
 
-from leadscore.crm.history import CrmHistory, load_history
+from leadscore.crm.history import CrmHistory
+from leadscore.crm.sql import load_history
 from leadscore.errors import LeadscoreError
 from leadscore.features.build import crm_feature_table
 from leadscore.features.labels import DEFAULT_HORIZON_DAYS

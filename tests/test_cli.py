@@ -181,7 +181,7 @@ def test_passwords_never_print_even_from_an_unexpected_error(tmp_path, monkeypat
     assert result.exit_code == 2
     assert "ssw0rd" not in result.output and "***" in result.output
 
-    import leadscore.crm.history as history
+    import leadscore.crm.sql as history
 
     def broken(*args, **kwargs):
         raise RuntimeError(f"something went wrong talking to {url}")

@@ -17,7 +17,7 @@ from leadscore.crm import schema
 from leadscore.crm.conform import UNKNOWN_CHANNEL, parse_stage_map
 from leadscore.crm.database import connect
 from leadscore.crm.funnel import funnel_by_channel
-from leadscore.crm.history import load_history
+from leadscore.crm.sql import load_history
 from leadscore.crm.simulator import SimulationConfig, simulate
 from leadscore.errors import LeadscoreError
 from leadscore.pipelines.snapshot import SnapshotPolicy, snapshot_from_crm

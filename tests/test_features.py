@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from leadscore.crm.history import CrmHistory
-from leadscore.crm.schema import ACTIVITY_TYPES
+from leadscore.crm.vocabulary import ACTIVITY_TYPES
 from leadscore.errors import LeadscoreError
 from leadscore.features import CRM_FEATURES, FeatureRegistry, FeatureTable, build_features, crm_feature_table
 from leadscore.features import timeline as timeline_module

@@ -10,7 +10,7 @@ import pytest
 from leadscore.crm import bulk
 from leadscore.crm.database import WriteMode, connect, describe
 from leadscore.crm.funnel import funnel_by_channel
-from leadscore.crm.history import load_history
+from leadscore.crm.sql import load_history
 from leadscore.crm.simulator import SimulationConfig
 from leadscore.errors import LeadscoreError
 from leadscore.features import build_features, open_leads_at
@@ -124,3 +124,28 @@ def test_demo_simulates_trains_and_promotes_a_champion(tmp_path, monkeypatch):
     assert (tmp_path / "demo" / "mlflow.db").exists() and (tmp_path / "demo" / "mlruns").is_dir()
     assert (tmp_path / "demo" / "report" / "metrics.json").exists()
     assert not (tmp_path / "mlruns").exists()  # nothing lands in the working directory
+
+
+@pytest.mark.parametrize("how_many", [5, 12_000])
+def test_the_history_of_some_leads_is_theirs_alone_with_the_crm_s_own_as_of(crm_url, how_many, monkeypatch):
+    import leadscore.crm.sql as sql
+
+    engine = connect(crm_url, writable=True)
+    simulate_into_crm(engine, CONFIG)
+    everything = load_history(engine)
+    wanted = everything.leads["id"].sample(min(how_many, len(everything.leads)), random_state=1).to_numpy()
+    if how_many > sql.IN_LIST_LIMIT:
+        monkeypatch.setattr(sql, "IN_LIST_LIMIT", 100)  # the read-all-then-pick path, on a small CRM
+        wanted = wanted[:800]
+    some = load_history(engine, lead_ids=wanted)
+    expected = everything.of_leads(wanted)
+    assert some.as_of == everything.as_of
+    assert set(some.leads["id"]) == set(wanted)
+    for name in ("activities", "stage_changes"):
+        mine = getattr(some, name)
+        assert set(mine["lead_id"]) <= set(wanted)
+        assert len(mine) == len(getattr(expected, name))
+    cutoff = datetime(2024, 6, 1)
+    before = load_history(engine, activities_before=cutoff, lead_ids=wanted)
+    assert len(before.activities) == len(expected.before(cutoff).activities)
+    assert (before.activities["occurred_at"] < pd.Timestamp(cutoff)).all()

@@ -18,7 +18,7 @@ from leadscore.pipelines import tracking
 from leadscore.pipelines.simulate import simulate_into_crm
 from leadscore.pipelines.train import TrainingConfig, crm_training_table, train_model
 from leadscore.models.rules import HandSetScoring
-from leadscore.crm.history import load_history
+from leadscore.crm.sql import load_history
 
 runner = CliRunner()
 

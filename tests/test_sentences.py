@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leadscore.crm.schema import CHANNELS
+from leadscore.crm.vocabulary import CHANNELS
 from leadscore.crm.simulator import card
 from leadscore.features import CRM_FEATURES, FeatureRegistry, FeatureSpec
 from leadscore.features.flat import ColumnRoles, flat_feature_table

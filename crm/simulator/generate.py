@@ -12,7 +12,7 @@ from datetime import date, datetime
 import numpy as np
 import pandas as pd
 
-from leadscore.crm import schema
+from leadscore.crm import vocabulary
 from leadscore.crm.history import CrmHistory
 from leadscore.crm.simulator import card, names
 from leadscore.arrays import order_by_lead_and_time, segment_starts
@@ -267,11 +267,11 @@ class _Events:
 
     lead: np.ndarray  # lead index
     at: np.ndarray  # seconds
-    type: np.ndarray  # index into schema.ACTIVITY_TYPES
+    type: np.ndarray  # index into vocabulary.ACTIVITY_TYPES
     detail: np.ndarray  # index into that type's detail vocabulary
 
 
-TYPE_INDEX = {activity.code: i for i, activity in enumerate(schema.ACTIVITY_TYPES)}
+TYPE_INDEX = {activity.code: i for i, activity in enumerate(vocabulary.ACTIVITY_TYPES)}
 
 
 def _marketing_activities(
@@ -358,7 +358,7 @@ def _repeats_previous(lead: np.ndarray, flag: np.ndarray) -> np.ndarray:
 
 
 def _details(rng: np.random.Generator, type_index: np.ndarray) -> np.ndarray:
-    sizes = np.array([len(names.ACTIVITY_DETAILS[a.code]) for a in schema.ACTIVITY_TYPES])
+    sizes = np.array([len(names.ACTIVITY_DETAILS[a.code]) for a in vocabulary.ACTIVITY_TYPES])
     return (rng.random(len(type_index)) * sizes[type_index]).astype(np.int64)
 
 
@@ -382,7 +382,7 @@ def _mql_times(
     rng: np.random.Generator, events: _Events, profile: _Profile, created: np.ndarray, n: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """When marketing automation's points first reach the threshold; junk disqualifications."""
-    points_by_type = np.zeros(len(schema.ACTIVITY_TYPES), dtype=np.int64)
+    points_by_type = np.zeros(len(vocabulary.ACTIVITY_TYPES), dtype=np.int64)
     for activity in card.ACTIVITIES:
         points_by_type[TYPE_INDEX[activity.code]] = (
             HAND_RAISE if activity.mql_points is None else activity.mql_points
@@ -526,7 +526,7 @@ def _stage_frame(lead_ids: np.ndarray, created: np.ndarray, funnel: _Funnel) -> 
         parts.append((reached, at[reached], stage))
     lead = np.concatenate([p[0] for p in parts])
     at = np.concatenate([p[1] for p in parts])
-    codes = [stage.code for stage in schema.STAGES]
+    codes = [stage.code for stage in vocabulary.STAGES]
     stage = np.concatenate([np.full(len(p[0]), codes.index(p[2])) for p in parts])
     order = order_by_lead_and_time(lead, at)
     return pd.DataFrame(
@@ -572,7 +572,7 @@ def _leads_frame(
 
     themes, theme_code = _campaigns(rng, channel, created)
 
-    stage_codes = [stage.code for stage in schema.STAGES]
+    stage_codes = [stage.code for stage in vocabulary.STAGES]
     lifecycle = np.full(n, stage_codes.index("lead"))
     latest = np.full(n, -1, dtype=np.int64)
     for stage in ("mql", "sql", "opportunity", "customer", "disqualified"):
@@ -632,21 +632,21 @@ def _activities_frame(rng: np.random.Generator, lead_ids: np.ndarray, events: _E
     order = order_by_lead_and_time(lead, at)
     lead, at, type_index, detail = lead[order], at[order], type_index[order], detail[order]
 
-    vocabulary: list[str] = []
+    texts: list[str] = []
     position: dict[str, int] = {}
     widest = max(len(v) for v in names.ACTIVITY_DETAILS.values())
-    lookup = np.zeros((len(schema.ACTIVITY_TYPES), widest), dtype=np.int64)
-    for t, activity in enumerate(schema.ACTIVITY_TYPES):
+    lookup = np.zeros((len(vocabulary.ACTIVITY_TYPES), widest), dtype=np.int64)
+    for t, activity in enumerate(vocabulary.ACTIVITY_TYPES):
         for d, text in enumerate(names.ACTIVITY_DETAILS[activity.code]):
-            lookup[t, d] = position.setdefault(text, len(vocabulary))
-            if lookup[t, d] == len(vocabulary):
-                vocabulary.append(text)
+            lookup[t, d] = position.setdefault(text, len(texts))
+            if lookup[t, d] == len(texts):
+                texts.append(text)
     return pd.DataFrame(
         {
             "lead_id": lead_ids[lead],
             "occurred_at": _timestamps(at),
-            "type": _categorical(type_index, [a.code for a in schema.ACTIVITY_TYPES]),
-            "detail": _categorical(lookup[type_index, detail], vocabulary),
+            "type": _categorical(type_index, [a.code for a in vocabulary.ACTIVITY_TYPES]),
+            "detail": _categorical(lookup[type_index, detail], texts),
         }
     )
 

@@ -1,0 +1,147 @@
+"""Reading a CRM's history from an SQL database (SQLite, PostgreSQL, or any SQLAlchemy dialect)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from leadscore.crm import schema
+from leadscore.crm.bulk import epoch_seconds, read_frame
+from leadscore.crm.conform import conform
+from leadscore.crm.database import require_crm_tables
+from leadscore.crm.history import PROFILE_COLUMNS, CrmHistory, sort_by_lead_and_time
+from leadscore.errors import LeadscoreError
+from leadscore.progress import Progress
+
+CRM_TABLES = (schema.leads, schema.activities, schema.stage_changes, schema.campaign_costs)
+
+
+IN_LIST_LIMIT = 10_000  # more lead ids than this are read with the rest and picked in memory
+
+
+def load_history(
+    engine: sa.Engine,
+    activities_before: datetime | None = None,
+    progress: Progress = Progress(),
+    stage_map: Mapping[str, str] | None = None,
+    lead_ids: Sequence[int] | None = None,
+) -> CrmHistory:
+    """Read the CRM; ``activities_before`` skips activities a snapshot cannot use, ``lead_ids`` other leads.
+
+    ``stage_map`` maps the CRM's own stage names onto leadscore's (see ``crm.conform``).
+    ``as_of`` is always the whole CRM's latest moment, whatever is left out.
+    """
+    leads_t, activities_t, stages_t, costs_t = CRM_TABLES
+    wanted = None if lead_ids is None else sorted({int(lead) for lead in np.asarray(lead_ids).ravel()})
+    by_id = wanted is not None and len(wanted) <= IN_LIST_LIMIT
+
+    def only_wanted(statement: sa.Select, column: sa.Column) -> sa.Select:
+        return statement.where(column.in_(wanted)) if by_id else statement
+
+    with engine.connect() as connection:
+        require_crm_tables(connection, CRM_TABLES)
+        _require_column_types(connection)
+        counts = {
+            table.name: len(wanted) if by_id and table is leads_t else
+            connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+            for table in (leads_t, activities_t, stages_t)
+        }
+        with progress.task("Reading leads", total=counts["leads"]) as advance:
+            leads = read_frame(
+                connection,
+                only_wanted(
+                    sa.select(
+                        leads_t.c.id,
+                        epoch_seconds(leads_t.c.created_at).label("created_at"),
+                        *(leads_t.c[name] for name in PROFILE_COLUMNS),
+                    ),
+                    leads_t.c.id,
+                ),
+                categorical=PROFILE_COLUMNS,
+                advance=advance,
+            )
+        statement = sa.select(
+            activities_t.c.lead_id, epoch_seconds(activities_t.c.occurred_at).label("occurred_at"), activities_t.c.type
+        )
+        if activities_before is not None:
+            statement = statement.where(activities_t.c.occurred_at < activities_before)
+        with progress.task("Reading activities", total=None if by_id else counts["activities"]) as advance:
+            activities = read_frame(connection, only_wanted(statement, activities_t.c.lead_id), categorical=("type",),
+                                    advance=advance)
+        with progress.task("Reading stage changes", total=None if by_id else counts["stage_changes"]) as advance:
+            stage_changes = read_frame(
+                connection,
+                only_wanted(
+                    sa.select(stages_t.c.lead_id, stages_t.c.stage,
+                              epoch_seconds(stages_t.c.changed_at).label("changed_at")),
+                    stages_t.c.lead_id,
+                ),
+                categorical=("stage",),
+                advance=advance,
+            )
+        costs = pd.read_sql(sa.select(costs_t), connection)
+        as_of = _latest_moment(connection)
+        leads, activities, stage_changes, notes = conform(
+            leads, activities, stage_changes, stage_map, lambda table, column: _unreadable_time(connection, table, column)
+        )
+    costs["month"] = pd.to_datetime(costs["month"]).astype("datetime64[s]")
+    costs["cost"] = costs["cost"].astype(float)
+    history = CrmHistory(
+        leads=leads,
+        activities=sort_by_lead_and_time(activities, "occurred_at"),
+        stage_changes=sort_by_lead_and_time(stage_changes, "changed_at"),
+        campaign_costs=costs,
+        as_of=as_of,
+        notes=tuple(notes),
+    )
+    return history.of_leads(wanted) if wanted is not None and not by_id else history
+
+
+def _latest_moment(connection: sa.Connection) -> pd.Timestamp:
+    """The latest time any table records: labels whose horizon ends after it are not known yet."""
+    latest = [
+        # The maximum first, then its epoch: one conversion instead of one per row (ISO text sorts as time).
+        connection.execute(sa.select(epoch_seconds(sa.func.max(column)))).scalar()
+        for column in (schema.leads.c.created_at, schema.activities.c.occurred_at, schema.stage_changes.c.changed_at)
+    ]
+    known = [int(value) for value in latest if value is not None]
+    return pd.Timestamp(max(known), unit="s") if known else pd.NaT
+
+
+def _require_column_types(connection: sa.Connection) -> None:
+    """On typed databases, time columns must be timestamps and ids integers, or reading them fails in SQL."""
+    if connection.dialect.name == "sqlite":
+        return  # SQLite stores any value in any column: ``conform`` checks the values themselves
+    inspector = sa.inspect(connection)
+    expected = {
+        "leads": {"id": sa.Integer, "created_at": (sa.DateTime, sa.Date)},
+        "activities": {"lead_id": sa.Integer, "occurred_at": (sa.DateTime, sa.Date)},
+        "stage_changes": {"lead_id": sa.Integer, "changed_at": (sa.DateTime, sa.Date)},
+    }
+    for table, columns in expected.items():
+        types = {column["name"]: column["type"] for column in inspector.get_columns(table)}
+        for name, wanted in columns.items():
+            if not isinstance(types[name], wanted):
+                what = "a timestamp" if wanted is not sa.Integer else "an integer"
+                raise LeadscoreError(
+                    f"{table}.{name} is of type {types[name]}, not {what} column: leadscore cannot read it. Convert the "
+                    f"column (e.g. ALTER TABLE {table} ALTER COLUMN {name} TYPE "
+                    f"{'timestamp' if wanted is not sa.Integer else 'bigint'} USING ...), or load the CRM with "
+                    "`leadscore crm init` and your own import."
+                )
+
+
+def _unreadable_time(connection: sa.Connection, table: str, column: str) -> tuple[int, object] | None:
+    """How many values of ``table.column`` are not times, and one of them, to show the user."""
+    target = sa.table(table, sa.column(column))
+    raw = target.c[column]
+    unreadable = sa.or_(raw.is_(None), epoch_seconds(raw).is_(None))
+    rows = connection.execute(sa.select(sa.func.count()).select_from(target).where(unreadable)).scalar_one()
+    example = connection.execute(sa.select(raw).where(unreadable).limit(1)).scalar()
+    return (int(rows), example) if rows else None
+
+
