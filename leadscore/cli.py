@@ -561,7 +561,10 @@ def promote(
 @user_errors
 def predict(
     data: Annotated[Path, typer.Option(help="Flat file (CSV or Parquet) with the model's feature columns and lead id.")],
-    out: Annotated[Path, typer.Option(help="Where to write the id and probability of every row (.csv or .parquet).")],
+    out: Annotated[
+        Path,
+        typer.Option(help="Where to write the id, probability, tier and never-seen values of every row (.csv or .parquet)."),
+    ],
     model: Annotated[
         str, typer.Option(help="Model URI: models:/leadscore@champion, models:/leadscore/3 or runs:/RUN_ID/model.")
     ] = "models:/leadscore@champion",
@@ -570,7 +573,7 @@ def predict(
         bool,
         typer.Option(
             "--explain",
-            help="Add each row's tier, fit and engagement scores (0-100), its top three reasons as sentences "
+            help="Add each row's fit and engagement scores (0-100), its top three reasons as sentences "
             "(reason_1..reason_3) and all six reasons as JSON (reasons).",
         ),
     ] = False,
@@ -580,11 +583,22 @@ def predict(
 
     with for_console(console) as progress:
         scored = predict_file(model, data, out, tracking_uri, explain, progress)
-    summary = f"Scored {len(scored):,} rows with {model}: mean probability {scored['probability'].mean():.1%}"
-    if explain:
-        counts = scored["tier"].value_counts()
-        summary += "; " + ", ".join(f"{counts.get(name, 0):,} {name}" for name in ("SQL", "MQL", "none"))
-    console.print(f"{summary}; wrote {out}.")
+    from leadscore.models.tiers import TIER_DISPLAY
+
+    counts = scored["tier"].value_counts()
+    tiers = ", ".join(f"{counts.get(code, 0):,} {TIER_DISPLAY[code]}" for code in ("sql", "mql", "none"))
+    console.print(
+        f"Scored {len(scored):,} rows with {model}: mean probability {scored['probability'].mean():.1%}; {tiers}; "
+        f"wrote {out}."
+    )
+    new = scored["unseen"].astype(bool)
+    if new.any():
+        examples = "; ".join(pd.Series(scored.loc[new, "unseen"].str.split("; ").explode()).value_counts().index[:5])
+        console.print(
+            f"Note: {int(new.sum()):,} rows hold values the model never saw at training (e.g. {examples}): they are "
+            "scored like rare values, and their reasons say so (column unseen).",
+            style="yellow",
+        )
 
 
 @app.command()

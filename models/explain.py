@@ -42,6 +42,8 @@ TOP_REASONS = 3
 CHUNK_ROWS = 100_000  # explained at once: bounds memory at about 100k x features x 8 bytes a buffer
 CARRIED_BY_MAX = 5
 FEATURES_PER_REASON = 2  # a reason about a field names its strongest features in the reason's direction
+# A value training never saw is scored like the rare ones; its reason must not read as learned.
+NEW_TO_THE_MODEL = ", new to the model, scored like rare values"
 
 
 def folding(index: np.ndarray, width: int) -> np.ndarray:
@@ -200,7 +202,7 @@ class Explainer:
         fit = values[:, self.is_fit].sum(axis=1)
         engagement = values[:, ~self.is_fit].sum(axis=1)
         tiers = self.model.tiers
-        tier = tiers.assign(probability) if tiers is not None else np.full(len(margin), "", dtype=object)
+        tier = tiers.assign(probability) if tiers is not None else np.full(len(margin), "none", dtype=object)
         carried = _carried_by(by_field, margin, tier, tiers)
         subscores = self.model.subscores
         return Explanations(
@@ -271,7 +273,7 @@ def _carried_by(values, margin, tier, tiers) -> np.ndarray:
     carried = np.full((len(margin), CARRIED_BY_MAX), -1)
     if tiers is None:
         return carried
-    for name, threshold in (("MQL", tiers.mql_margin), ("SQL", tiers.sql_margin)):
+    for name, threshold in (("mql", tiers.mql_margin), ("sql", tiers.sql_margin)):
         rows = np.flatnonzero(tier == name)
         if not len(rows):
             continue
@@ -301,7 +303,7 @@ class Explanations:
     engagement_log_odds: np.ndarray
     fit_score: np.ndarray  # 0-100
     engagement_score: np.ndarray  # 0-100
-    tier: np.ndarray  # "none", "MQL", "SQL" ("" when the model has no tiers)
+    tier: np.ndarray  # "none", "mql", "sql": the CRM's codes ("none" too when the model has no tiers)
     top_for: np.ndarray  # (rows, 3) business-field indices, -1 when fewer reasons push the score up
     top_for_log_odds: np.ndarray
     top_for_features: np.ndarray  # (rows, 3, 2) feature indices: each reason's strongest features, -1 pads
@@ -352,7 +354,11 @@ def format_percent(probability: float) -> str:
 
 
 def reason_records(
-    explanations: Explanations, frame: pd.DataFrame, registry: FeatureRegistry, features: list[str]
+    explanations: Explanations,
+    frame: pd.DataFrame,
+    registry: FeatureRegistry,
+    features: list[str],
+    unseen: np.ndarray | None = None,
 ) -> list[dict]:
     """Per row: the reasons for and against as data, each with its sentence, and what carried it into its tier.
 
@@ -361,9 +367,11 @@ def reason_records(
     record holds it: the raw category, not the model's "(other)" level),
     ``log_odds``, ``points``, ``family``, ``sentence``, and ``features``:
     the one or two features the sentence names, each with its own share.
+    ``unseen`` (rows, features) marks values the model never saw at training:
+    their features carry ``"unseen": true`` and their sentences say so.
     """
     with _collector_paused():
-        return _reason_records(explanations, frame, registry, features)
+        return _reason_records(explanations, frame, registry, features, unseen)
 
 
 @contextmanager
@@ -380,7 +388,7 @@ def _collector_paused():
             gc.enable()
 
 
-def _reason_records(explanations, frame, registry, features) -> list[dict]:
+def _reason_records(explanations, frame, registry, features, unseen) -> list[dict]:
     fields, field_index = business_fields(registry, features)
     specs = [registry[f] for f in features]
     field_specs = [specs[first] for first in first_of_each(field_index)]
@@ -411,9 +419,11 @@ def _reason_records(explanations, frame, registry, features) -> list[dict]:
             key = (index, value)
             if key not in sentences:
                 sentences[key] = describe(specs[index], value)
-            texts.append(sentences[key] if not texts else _lower_first(sentences[key]))
+            new = unseen is not None and bool(unseen[row, index])
+            text = sentences[key] + (NEW_TO_THE_MODEL if new else "")
+            texts.append(text if not texts else _lower_first(text))
             shown.append({"feature": specs[index].name, "label": specs[index].label, "value": value,
-                          "log_odds": share, "points": share_points})
+                          "log_odds": share, "points": share_points, **({"unseen": True} if new else {})})
         spec = field_specs[field]
         return {
             "field": fields[field],
@@ -474,10 +484,14 @@ def _plain(value):
 
 
 def explanation_columns(
-    explanations: Explanations, frame: pd.DataFrame, registry: FeatureRegistry, features: list[str]
+    explanations: Explanations,
+    frame: pd.DataFrame,
+    registry: FeatureRegistry,
+    features: list[str],
+    unseen: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The scoring file's explanation columns: tier, fit and engagement scores, reason_1..3 and all reasons as JSON."""
-    records = reason_records(explanations, frame, registry, features)
+    records = reason_records(explanations, frame, registry, features, unseen)
     columns = {
         "tier": explanations.tier,
         "fit_score": pd.array(np.round(explanations.fit_score), dtype="Int64"),

@@ -82,10 +82,12 @@ class LeadScoringModel:
         return self.calibrator.predict(self.margin(frame))
 
     def raw_input(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The model's input columns as MLflow's signature describes them: numbers as doubles, categories as text.
+        """The lead id and the model's input columns as MLflow's signature describes them: numbers as doubles,
+        categories as text.
 
         Doubles, because an integer column cannot hold the missing values scoring will meet.
         """
         kinds = {c: float if self.registry[c].kind == "numeric" else object for c in self.features}
         columns = frame[self.features].astype(kinds)
-        return columns.where(columns.notna(), None).astype({c: float for c, k in kinds.items() if k is float})
+        columns = columns.where(columns.notna(), None).astype({c: float for c, k in kinds.items() if k is float})
+        return pd.concat([frame[[self.id_column]].reset_index(drop=True), columns.reset_index(drop=True)], axis=1)

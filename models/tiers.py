@@ -24,7 +24,9 @@ import pandas as pd
 
 from leadscore.errors import LeadscoreError
 
-TIER_NAMES = ("none", "MQL", "SQL")
+# A lead's tier is one of the CRM's codes (crm.vocabulary.TIERS) from the model to lead_scores.tier;
+# people read the display names.
+TIER_DISPLAY = {"none": "not qualified", "mql": "MQL", "sql": "SQL"}
 RULES = ("capacity", "precision")
 
 
@@ -73,8 +75,8 @@ class Tiers:
     def assign(self, probability: np.ndarray) -> np.ndarray:
         probability = np.asarray(probability, dtype=float)
         tier = np.full(len(probability), "none", dtype=object)
-        tier[probability >= self.mql] = "MQL"
-        tier[probability >= self.sql] = "SQL"
+        tier[probability >= self.mql] = "mql"
+        tier[probability >= self.sql] = "sql"
         return tier
 
 

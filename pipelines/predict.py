@@ -9,7 +9,7 @@ import pandas as pd
 from leadscore.errors import LeadscoreError
 from leadscore.files import check_folder, check_table_suffix, write_table
 from leadscore.features.flat import read_table_file
-from leadscore.models.explain import Explainer, explanation_columns
+from leadscore.models.scoring import Scorer
 from leadscore.pipelines.registry import load_model
 from leadscore.progress import Progress
 
@@ -22,13 +22,13 @@ def predict_file(
     explain: bool = False,
     progress: Progress = Progress(),
 ) -> pd.DataFrame:
-    """Write the id and the calibrated probability of every row of ``data`` to ``out`` (CSV or Parquet).
+    """Write the id, calibrated probability, tier and never-seen values of every row of ``data`` to ``out``.
 
-    With ``explain``, also each row's tier, fit and engagement scores (0-100),
+    With ``explain``, also each row's fit and engagement scores (0-100),
     its three strongest reasons for as sentences (``reason_1`` to
     ``reason_3``), the fields that carried it into its tier, and all six
-    reasons as data in the JSON column ``reasons``. Rows are read as the
-    training table was (``LeadScoringModel.reading``).
+    reasons as data in the JSON column ``reasons``. Scoring is the
+    ``Scorer``'s, as for every other way of scoring.
     """
     check_table_suffix(out)
     check_folder(out)
@@ -39,22 +39,6 @@ def predict_file(
             "at least one lead."
         )
     model = load_model(model_uri, tracking)
-    if model.id_column not in raw.columns:
-        raise LeadscoreError(
-            f"{data.name} has no column {model.id_column!r}, the lead id the model was trained with. "
-            "Score a table with the same columns as the training table."
-        )
-    frame = model.reading.apply(raw, data.name, model.features)
-    if explain:
-        explanations = Explainer(model).explain(frame, progress)
-        scored = pd.concat(
-            [
-                pd.DataFrame({model.id_column: frame[model.id_column], "probability": explanations.probability}),
-                explanation_columns(explanations, frame, model.registry, model.features),
-            ],
-            axis=1,
-        )
-    else:
-        scored = pd.DataFrame({model.id_column: frame[model.id_column], "probability": model.predict_proba(frame)})
+    scored = Scorer(model).score(raw, explain=explain, source=data.name, progress=progress)
     write_table(scored, out)
     return scored

@@ -24,10 +24,11 @@ from leadscore.files import check_folder, write_text
 from leadscore.models import plots
 from leadscore.models.explain import Explainer, field_labels, format_percent, reason_records
 from leadscore.models.model import LeadScoringModel
+from leadscore.models.tiers import TIER_DISPLAY
 from leadscore.pipelines.registry import load_model
 from leadscore.pipelines.store import read_store, shown, store_error
 
-EXAMPLE_TIERS = ("SQL", "MQL", "none")
+EXAMPLE_TIERS = ("sql", "mql", "none")
 TOP_IMPORTANCES = 15
 FUNNEL_STEPS = (
     ("lead_to_mql", "Lead → MQL"),
@@ -115,7 +116,7 @@ img { max-width: 100%; height: auto; display: block; margin: 8px 0 16px; }
 .card { flex: 1 1 320px; border: 1px solid #dde3ea; border-radius: 8px; padding: 12px 16px; }
 .card h3 { margin-top: 4px; }
 .tier { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 13px; font-weight: 600; }
-.tier-SQL { background: #d3f2e0; color: #0b6b3a; } .tier-MQL { background: #fdf0cc; color: #7a5a00; }
+.tier-sql { background: #d3f2e0; color: #0b6b3a; } .tier-mql { background: #fdf0cc; color: #7a5a00; }
 .tier-none { background: #eceff3; color: #52606d; }
 .up { color: #0b6b3a; } .down { color: #a4262c; }
 ul { margin: 4px 0 8px 18px; padding: 0; } li { margin: 2px 0; }
@@ -266,11 +267,12 @@ def _example_section(model: LeadScoringModel, run: RunFiles) -> str:
     for position, record in enumerate(records):
         lead = examples.iloc[position][model.id_column]
         name = record["tier"]
+        shown = TIER_DISPLAY.get(name, name)
         carried = [labels[field] for field in record["carried_by"]]
-        carried_text = f"<p class='note'>{_e(name)} because of: {_e(', '.join(carried))}.</p>" if carried else ""
+        carried_text = f"<p class='note'>{_e(shown)} because of: {_e(', '.join(carried))}.</p>" if carried else ""
         cards.append(
             "<div class='card'>"
-            f"<h3>Lead {_e(str(lead))} <span class='tier tier-{_e(name)}'>{_e(name if name != 'none' else 'not qualified')}</span></h3>"
+            f"<h3>Lead {_e(str(lead))} <span class='tier tier-{_e(name)}'>{_e(shown)}</span></h3>"
             f"<p>Probability of conversion <b>{format_percent(explanations.probability[position])}</b> · "
             f"fit {explanations.fit_score[position]:.0f} / engagement {explanations.engagement_score[position]:.0f}</p>"
             + carried_text

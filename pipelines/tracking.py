@@ -22,6 +22,7 @@ from leadscore.files import write_text
 from leadscore.models import plots
 from leadscore.models.explain import Explainer
 from leadscore.models.importance import family_shares, importance_table, with_rank_change
+from leadscore.models.scoring import Scorer
 from leadscore.pipelines.registry import CHAMPION, DEFAULT_MODEL_NAME, register_challenger, version_by_alias
 from leadscore.pipelines.registry import Decision, load_model, promote, rollback  # noqa: F401  (the demo and notebooks import them from here)
 from leadscore.pipelines.runs import process_tags
@@ -154,9 +155,8 @@ def log_training(
                     name="model",
                     python_model=str(Path(__file__).resolve().parent.parent / "models" / "pyfunc_code.py"),
                     artifacts={"model": str(scratch / "model.pkl")},
-                    signature=infer_signature(
-                        example, pd.DataFrame({"probability": model.predict_proba(example)}), params={"explain": False}
-                    ),
+                    signature=infer_signature(example, Scorer(model).score(example, explain=False),
+                                              params={"explain": False}),
                     input_example=example,
                     pip_requirements=_requirements(),
                 )

@@ -154,7 +154,7 @@ def test_tier_leads_name_the_reasons_that_carried_them_over_the_threshold(result
     model = replace(model, tiers=Tiers("precision", mql, sql, margin_reaching(model.calibrator, mql),
                                        margin_reaching(model.calibrator, sql), "test"))
     explanations = Explainer(model).explain(table.frame, keep_contributions=True)
-    thresholds = {"MQL": model.tiers.mql_margin, "SQL": model.tiers.sql_margin}
+    thresholds = {"mql": model.tiers.mql_margin, "sql": model.tiers.sql_margin}
     checked = 0
     for row in np.flatnonzero(explanations.tier != "none")[:300]:
         carried = [i for i in explanations.carried_by[row] if i >= 0]
@@ -177,7 +177,7 @@ def test_scoring_columns_for_every_row(models, table):
     columns = explanation_columns(Explainer(model).explain(rows), rows, model.registry, model.features)
     assert list(columns.columns) == ["tier", "fit_score", "engagement_score", "reason_1", "reason_2", "reason_3",
                                      "tier_reasons", "reasons"]
-    assert set(columns["tier"]) <= {"none", "MQL", "SQL"}
+    assert set(columns["tier"]) <= {"none", "mql", "sql"}
     first = json.loads(columns["reasons"].iloc[0])
     assert set(first) == {"for", "against", "tier", "carried_by"}
     assert columns["reason_1"].iloc[0] == (first["for"][0]["sentence"] if first["for"] else "")

@@ -71,7 +71,7 @@ def test_the_report_renders_in_chromium_offline_with_every_section(workspace, ch
     assert not raw
     # The second model is compared with the champion (the logistic model) on the same leads.
     assert "Change against the champion" in text
-    assert len(re.findall(r"class='tier tier-(SQL|MQL|none)'", page)) == 3
+    assert len(re.findall(r"class='tier tier-(sql|mql|none)'", page)) == 3
 
     rendering = chromium.render(out, workspace["folder"] / "report.png")
     import browser

@@ -82,13 +82,13 @@ def test_precision_thresholds_keep_the_expected_conversion_above_the_floor(weekl
 def test_an_unreachable_precision_leaves_the_tier_empty(weekly_leads):
     probability, y, leads, times, calibrator = weekly_leads
     tiers = choose_tiers(probability, leads, times, TierConfig(mql_precision=0.5, sql_precision=0.99), calibrator)
-    assert tiers.sql == 1.0 and (tiers.assign(probability) == "SQL").sum() == 0
+    assert tiers.sql == 1.0 and (tiers.assign(probability) == "sql").sum() == 0
 
 
 def test_tiers_assign_and_their_margins_match_the_calibrator(weekly_leads):
     probability, y, leads, times, calibrator = weekly_leads
     tiers = choose_tiers(probability, leads, times, TierConfig(), calibrator)
-    assert list(tiers.assign([0.0, tiers.mql, tiers.sql, 0.99])) == ["none", "MQL", "SQL", "SQL"]
+    assert list(tiers.assign([0.0, tiers.mql, tiers.sql, 0.99])) == ["none", "mql", "sql", "sql"]
     for threshold, margin in ((tiers.mql, tiers.mql_margin), (tiers.sql, tiers.sql_margin)):
         assert calibrator.predict([margin])[0] >= threshold
         assert calibrator.predict([margin - 1e-3])[0] < threshold + 1e-12 or margin == -60.0

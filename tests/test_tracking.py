@@ -75,13 +75,16 @@ def test_the_logged_pyfunc_is_the_trained_model(table, store):
 
     pyfunc = mlflow.pyfunc.load_model("models:/leads@challenger")
     inputs = {entry.name: entry.type.name for entry in pyfunc.metadata.signature.inputs}
-    assert inputs == {"visits": "double", "source": "string", "region": "string"}
+    assert inputs == {"lead": "string", "visits": "double", "source": "string", "region": "string"}
     raw = result.model.raw_input(table.frame.head(50))
-    np.testing.assert_allclose(pyfunc.predict(raw)["probability"], result.model.predict_proba(table.frame.head(50)))
+    plain = pyfunc.predict(raw)
+    assert list(plain.columns) == ["lead", "probability", "tier", "unseen"]
+    assert (plain["lead"] == table.frame["lead"].head(50).to_numpy()).all()
+    np.testing.assert_allclose(plain["probability"], result.model.predict_proba(table.frame.head(50)))
     explained = pyfunc.predict(raw, params={"explain": True})
-    assert {"probability", "tier", "fit_score", "engagement_score", "reason_1", "reasons"} <= set(explained.columns)
+    assert {"lead", "probability", "tier", "fit_score", "engagement_score", "reason_1", "reasons"} <= set(explained.columns)
     np.testing.assert_allclose(explained["probability"], result.model.predict_proba(table.frame.head(50)))
-    assert explained["tier"].isin(["none", "MQL", "SQL"]).all()
+    assert explained["tier"].isin(["none", "mql", "sql"]).all()
     loaded = tracking.load_model(logged.model_uri, store)
     np.testing.assert_array_equal(loaded.predict_proba(table.frame), result.model.predict_proba(table.frame))
 
@@ -137,7 +140,7 @@ def test_predict_writes_the_id_and_probability_of_every_row(table, store, tmp_pa
     fresh.to_csv(tmp_path / "new.csv", index=False)
     scored = predict_file(logged.model_uri, tmp_path / "new.csv", tmp_path / "scores.csv", store)
     written = pd.read_csv(tmp_path / "scores.csv")
-    assert list(written.columns) == ["lead", "probability"]
+    assert list(written.columns) == ["lead", "probability", "tier", "unseen"]
     assert len(written) == 200 and written["probability"].between(0, 1).all()
     np.testing.assert_allclose(written["probability"], scored["probability"])
     with pytest.raises(LeadscoreError, match="has no column 'lead'"):
@@ -152,7 +155,7 @@ def test_predict_writes_the_id_and_probability_of_every_row(table, store, tmp_pa
     explained = predict_file(logged.model_uri, tmp_path / "new.csv", tmp_path / "explained.csv", store, explain=True)
     written = pd.read_csv(tmp_path / "explained.csv")
     assert list(written.columns) == ["lead", "probability", "tier", "fit_score", "engagement_score", "reason_1",
-                                     "reason_2", "reason_3", "tier_reasons", "reasons"]
+                                     "reason_2", "reason_3", "tier_reasons", "reasons", "unseen"]
     np.testing.assert_allclose(written["probability"], scored["probability"])
     reasons = [r for cell in written["reasons"] for side in ("for", "against") for r in json.loads(cell)[side]]
     assert {r["family"] for r in reasons if r["field"] == "region"} <= {"fit"}

@@ -1,0 +1,110 @@
+"""The one scoring path: a fitted model and leads in, one row per lead out, no I/O.
+
+``leadscore predict``, the MLflow model, the nightly job and the API all
+score through ``Scorer``, so they cannot disagree: whatever training learned
+about reading the leads (missing markers, decimal marks, placeholders) is
+applied here, from the model, never by a caller.
+
+Each lead's row holds its id, calibrated probability and tier (the CRM's
+codes: none, mql, sql); with explanations, its fit and engagement scores
+(0-100), its three strongest reasons for as sentences, the fields that
+carried it into its tier, all six reasons as data (JSON); and always the
+values the model never saw at training ("industry=Crypto"), whose reasons
+say so instead of reading as something the model learned.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from leadscore.errors import LeadscoreError
+from leadscore.models.explain import Explainer, explanation_columns
+from leadscore.models.model import LeadScoringModel
+from leadscore.progress import Progress
+
+EXPLANATION_COLUMNS = ("fit_score", "engagement_score", "reason_1", "reason_2", "reason_3", "tier_reasons", "reasons")
+
+
+class Scorer:
+    """Scores leads with one model; built once per model (explaining compiles the trees' tables on first use)."""
+
+    def __init__(self, model: LeadScoringModel) -> None:
+        self.model = model
+        self._explainer: Explainer | None = None
+
+    @property
+    def explainer(self) -> Explainer:
+        if self._explainer is None:
+            self._explainer = Explainer(self.model)
+        return self._explainer
+
+    def columns(self, explain: bool) -> list[str]:
+        """The columns ``score`` returns, in order."""
+        return [self.model.id_column, "probability", "tier", *(EXPLANATION_COLUMNS if explain else ()), "unseen"]
+
+    def score(
+        self, leads: pd.DataFrame, *, explain: bool = True, source: str = "the leads", progress: Progress = Progress()
+    ) -> pd.DataFrame:
+        """One row per row of ``leads`` (the model's id and feature columns, as a file or a CRM holds them)."""
+        model = self.model
+        if model.id_column not in leads.columns:
+            raise LeadscoreError(
+                f"{source} has no column {model.id_column!r}, the lead id the model was trained with. "
+                "Score a table with the same columns as the training table."
+            )
+        frame = model.reading.apply(leads.reset_index(drop=True), source, model.features)
+        unseen = unseen_mask(model, frame)
+        scored = {model.id_column: frame[model.id_column].to_numpy()}
+        if explain:
+            explanations = self.explainer.explain(frame, progress)
+            scored["probability"] = explanations.probability
+            scored["tier"] = explanations.tier
+            explained = explanation_columns(explanations, frame, model.registry, model.features, unseen)
+            scored.update({column: explained[column].to_numpy() for column in EXPLANATION_COLUMNS})
+        else:
+            probability = model.predict_proba(frame) if len(frame) else np.zeros(0)
+            scored["probability"] = probability
+            scored["tier"] = (model.tiers.assign(probability) if model.tiers is not None
+                              else np.full(len(frame), "none", dtype=object))
+        scored["unseen"] = unseen_text(frame, model.features, unseen)
+        return pd.DataFrame(scored)
+
+
+def score_leads(model: LeadScoringModel, leads: pd.DataFrame, **options) -> pd.DataFrame:
+    """``Scorer(model).score(leads, ...)``, for a single batch."""
+    return Scorer(model).score(leads, **options)
+
+
+def unseen_mask(model: LeadScoringModel, frame: pd.DataFrame) -> np.ndarray:
+    """(rows, features) True where a categorical value was never seen at training.
+
+    The encoder scores such a value like the rare levels it grouped, which is
+    the best it can do, but the lead's reasons must not pretend the model
+    knows it. Models fitted before the encoder kept its seen levels report none.
+    """
+    mask = np.zeros((len(frame), len(model.features)), dtype=bool)
+    seen = getattr(model.encoder, "seen_", None)
+    if not seen:
+        return mask
+    for position, feature in enumerate(model.features):
+        levels = seen.get(feature)
+        if levels is None:
+            continue
+        values = frame[feature]
+        text = values.astype(object).where(values.notna())
+        present = text.notna().to_numpy()
+        known = text[present].map(str).isin(levels).to_numpy()
+        mask[np.flatnonzero(present)[~known], position] = True
+    return mask
+
+
+def unseen_text(frame: pd.DataFrame, features: list[str], mask: np.ndarray) -> np.ndarray:
+    """Per row, its never-seen values as "feature=value" joined by "; ", empty when there are none."""
+    text = np.full(len(frame), "", dtype=object)
+    rows, columns = np.nonzero(mask)
+    for row, column in zip(rows.tolist(), columns.tolist()):
+        feature = features[column]
+        entry = f"{feature}={frame[feature].iat[row]}"
+        text[row] = f"{text[row]}; {entry}" if text[row] else entry
+    return text
