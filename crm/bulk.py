@@ -108,7 +108,7 @@ def _with_none(values: list, missing: np.ndarray) -> list:
 
 
 @contextmanager
-def _raw_cursor(connection: sa.Connection, statement: str) -> Iterator:
+def raw_cursor(connection: sa.Connection, statement: str) -> Iterator:
     """A DBAPI cursor whose driver errors come out as SQLAlchemy's (IntegrityError, OperationalError...)."""
     cursor = connection.connection.dbapi_connection.cursor()
     try:
@@ -124,7 +124,7 @@ def _insert_sqlite(connection: sa.Connection, table: sa.Table, chunk: pd.DataFra
     placeholders = ", ".join("?" for _ in columns)
     sql = f'INSERT INTO "{table.name}" ({", ".join(columns)}) VALUES ({placeholders})'
     rows = list(zip(*(_python_values(chunk[column], times_as_text=True) for column in columns)))
-    with _raw_cursor(connection, sql) as cursor:
+    with raw_cursor(connection, sql) as cursor:
         cursor.executemany(sql, rows)
 
 
@@ -142,7 +142,7 @@ def _copy_postgresql(connection: sa.Connection, table: sa.Table, chunk: pd.DataF
     )
     target = connection.dialect.identifier_preparer.format_table(table)
     sql = f"COPY {target} ({', '.join(chunk.columns)}) FROM STDIN (FORMAT csv)"
-    with _raw_cursor(connection, sql) as cursor, cursor.copy(sql) as copy:
+    with raw_cursor(connection, sql) as cursor, cursor.copy(sql) as copy:
         copy.write(buffer.getbuffer())
 
 
@@ -199,7 +199,7 @@ def _copy_out_postgresql(connection: sa.Connection, statement: sa.Select, names:
     compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
     sql = f"COPY ({compiled}) TO STDOUT (FORMAT csv, HEADER)"
     buffer = io.BytesIO()
-    with _raw_cursor(connection, sql) as cursor, cursor.copy(sql, compiled.params) as copy:
+    with raw_cursor(connection, sql) as cursor, cursor.copy(sql, compiled.params) as copy:
         for block in copy:
             buffer.write(block)
     if buffer.tell() == 0:

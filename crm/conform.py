@@ -57,47 +57,95 @@ def conform(
     stage_changes: pd.DataFrame,
     stage_map: Mapping[str, str] | None = None,
     bad_time_example: Example | None = None,
+    rejects: list[tuple[int, str]] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]:
     """The three frames made to follow leadscore's rules (module docstring), and notes on what was changed.
 
-    Times arrive as seconds since the epoch, missing where the source could
-    not read a date; ``bad_time_example`` fetches an unreadable raw value for
-    the message.
+    Times arrive as seconds since the epoch (or datetimes), missing where the
+    source could not read a date; ``bad_time_example`` fetches an unreadable
+    raw value for the message.
+
+    By default a bad row refuses the whole CRM, as a report or a training run
+    must. Given a ``rejects`` list (the nightly job's), the leads concerned
+    are left out instead, each appended as ``(lead id, reason)``, so that one
+    bad record does not stop the scoring of every other lead.
     """
+    strict = rejects is None
     notes: list[str] = []
+    rejected: dict[int, str] = {}
     leads = leads.copy()
-    leads["id"] = _whole_numbers(leads["id"], "leads", "id")
+    ids, bad = _whole_numbers(leads["id"])
+    if bad.any():
+        if strict:
+            raise _not_whole_error(leads["id"], bad, "leads", "id")
+        notes.append(f"Left out {int(bad.sum()):,} leads whose id is not a whole number (e.g. {leads['id'][bad].iloc[0]!r}).")
+        leads, ids = leads[~bad], ids[~bad]
+    leads["id"] = ids.astype(np.int64)
     duplicated = leads["id"][leads["id"].duplicated(keep=False)]
     if len(duplicated):
-        examples = ", ".join(str(value) for value in duplicated.drop_duplicates().head(3))
-        raise LeadscoreError(
-            f"leads.id repeats {duplicated.nunique():,} lead ids on {len(duplicated):,} rows (e.g. {examples}): each lead "
-            "must appear once, or it would be counted twice. Merge or delete the duplicated leads in the CRM, e.g. "
-            "find them with SELECT id, count(*) FROM leads GROUP BY id HAVING count(*) > 1."
-        )
-    leads["created_at"] = _times(leads["created_at"], "leads", "created_at", bad_time_example)
+        if strict:
+            examples = ", ".join(str(value) for value in duplicated.drop_duplicates().head(3))
+            raise LeadscoreError(
+                f"leads.id repeats {duplicated.nunique():,} lead ids on {len(duplicated):,} rows (e.g. {examples}): each "
+                "lead must appear once, or it would be counted twice. Merge or delete the duplicated leads in the CRM, "
+                "e.g. find them with SELECT id, count(*) FROM leads GROUP BY id HAVING count(*) > 1."
+            )
+        for lead, count in duplicated.value_counts().items():
+            rejected.setdefault(int(lead), f"the lead id appears {count} times in leads: merge the duplicates")
+        leads = leads[~leads["id"].duplicated(keep=False)]
+    created, bad_created = _time_values(leads["created_at"])
+    if bad_created.any():
+        if strict:
+            raise _bad_time_error(leads["created_at"], bad_created, "leads", "created_at", bad_time_example)
+        for lead in leads["id"][bad_created]:
+            rejected.setdefault(int(lead), "leads.created_at is not a timestamp between 1970 and 2200")
+    leads["created_at"] = created
     leads["channel"] = _known_channels(leads["channel"])
 
     frames = {}
     for table, frame in (("activities", activities), ("stage_changes", stage_changes)):
         frame = frame.copy()
-        frame["lead_id"] = _whole_numbers(frame["lead_id"], table, "lead_id")
-        frame[TIME_COLUMNS[table]] = _times(frame[TIME_COLUMNS[table]], table, TIME_COLUMNS[table], bad_time_example)
+        column = TIME_COLUMNS[table]
+        lead_ids, bad = _whole_numbers(frame["lead_id"])
+        if bad.any():
+            if strict:
+                raise _not_whole_error(frame["lead_id"], bad, table, "lead_id")
+            notes.append(f"Left out {int(bad.sum()):,} {table.replace('_', ' ')} whose lead id is not a whole number "
+                         f"(e.g. {frame['lead_id'][bad].iloc[0]!r}).")
+            frame, lead_ids = frame[~bad], lead_ids[~bad]
+        frame["lead_id"] = lead_ids.astype(np.int64)
+        times, bad_times = _time_values(frame[column])
+        if bad_times.any():
+            if strict:
+                raise _bad_time_error(frame[column], bad_times, table, column, bad_time_example)
+            for lead in frame["lead_id"][bad_times].unique():
+                rejected.setdefault(int(lead), f"its {table.replace('_', ' ')} include an {column} that is not a "
+                                               "timestamp between 1970 and 2200")
+        frame[column] = times
         orphans = ~frame["lead_id"].isin(leads["id"])
         if orphans.any():
             notes.append(
                 f"Left out {int(orphans.sum()):,} {table.replace('_', ' ')} of lead ids that are not in leads "
                 f"(e.g. {frame['lead_id'][orphans].iloc[0]})."
             )
-            frame = frame[~orphans].reset_index(drop=True)
+            frame = frame[~orphans]
         frames[table] = frame
-    stage_changes = frames["stage_changes"]
+    if rejected:
+        out = pd.Index(list(rejected))
+        leads = leads[~leads["id"].isin(out)]
+        frames = {table: frame[~frame["lead_id"].isin(out)] for table, frame in frames.items()}
+        rejects.extend(rejected.items())
+    leads = leads.reset_index(drop=True)
+    leads["created_at"] = leads["created_at"].astype("datetime64[s]")
+    activities, stage_changes = (frames[table].reset_index(drop=True) for table in ("activities", "stage_changes"))
+    for table, frame in (("activities", activities), ("stage_changes", stage_changes)):
+        frame[TIME_COLUMNS[table]] = frame[TIME_COLUMNS[table]].astype("datetime64[s]")
     stage_changes["stage"] = mapped_stages(stage_changes["stage"], stage_map or {}, "stage_changes.stage")
     if "lifecycle_stage" in leads.columns:
         # Never a feature, but shown: mapped by the same rule, unknown values kept as they are.
         lifecycle = leads["lifecycle_stage"].astype(object)
         leads["lifecycle_stage"] = lifecycle.map(lambda value: (stage_map or {}).get(value, value)).astype("category")
-    return leads, frames["activities"], stage_changes, notes
+    return leads, activities, stage_changes, notes
 
 
 def mapped_stages(stages: pd.Series, stage_map: Mapping[str, str], column: str) -> pd.Series:
@@ -121,42 +169,53 @@ def _known_channels(channels: pd.Series) -> pd.Series:
     return text.where(~blank, UNKNOWN_CHANNEL).astype("category")
 
 
-def _whole_numbers(values: pd.Series, table: str, column: str) -> pd.Series:
+def _whole_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """The values as whole numbers (NaN where they are not), and which are not."""
     if pd.api.types.is_integer_dtype(values.dtype):
-        return values.astype(np.int64)
+        return values, pd.Series(False, index=values.index)
     numbers = pd.to_numeric(values, errors="coerce")
-    bad = numbers.isna() | (numbers.notna() & (numbers != np.floor(numbers.fillna(0))))
-    if bad.any():
-        example = values[bad].iloc[0]
-        what = "empty" if pd.isna(example) else f"not whole-number lead ids (e.g. {example!r})"
-        raise LeadscoreError(
-            f"{table}.{column} holds {int(bad.sum()):,} of {len(values):,} values that are {what}: leadscore "
-            "identifies leads by whole numbers. Fix or delete those rows, or map your CRM's ids onto numbers "
-            "when loading it."
-        )
-    return numbers.astype(np.int64)
+    bad = numbers.isna() | (numbers != np.floor(numbers.fillna(0)))
+    return numbers.where(~bad), bad
 
 
-def _times(seconds: pd.Series, table: str, column: str, example: Example | None) -> pd.Series:
-    if pd.api.types.is_datetime64_any_dtype(seconds.dtype):
-        seconds = pd.Series(seconds.to_numpy(dtype="datetime64[s]").astype(np.int64), index=seconds.index).where(seconds.notna())
-    numbers = pd.to_numeric(seconds, errors="coerce")
+def _not_whole_error(values: pd.Series, bad: pd.Series, table: str, column: str) -> LeadscoreError:
+    example = values[bad].iloc[0]
+    what = "empty" if pd.isna(example) else f"not whole-number lead ids (e.g. {example!r})"
+    return LeadscoreError(
+        f"{table}.{column} holds {int(bad.sum()):,} of {len(values):,} values that are {what}: leadscore "
+        "identifies leads by whole numbers. Fix or delete those rows, or map your CRM's ids onto numbers "
+        "when loading it."
+    )
+
+
+def _time_values(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Seconds (or datetimes) as datetime64[s], and which values are unreadable or outside 1970-2200."""
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        seconds = values.to_numpy(dtype="datetime64[s]").astype(np.int64)
+        numbers = pd.Series(np.where(values.isna(), np.nan, seconds), index=values.index)
+    else:
+        numbers = pd.to_numeric(values, errors="coerce")
     unreadable = numbers.isna()
-    if unreadable.any():
+    times = numbers.fillna(0).to_numpy(dtype=np.int64).astype("datetime64[s]")
+    implausible = ~unreadable.to_numpy() & ((times < PLAUSIBLE_FROM) | (times >= PLAUSIBLE_UNTIL))
+    bad = unreadable | implausible
+    return pd.Series(times, index=values.index).where(~bad), bad
+
+
+def _bad_time_error(values: pd.Series, bad: pd.Series, table: str, column: str, example: Example | None) -> LeadscoreError:
+    numbers = pd.to_numeric(values, errors="coerce") if not pd.api.types.is_datetime64_any_dtype(values.dtype) else None
+    if numbers is not None and numbers.isna().any():
         found = example(table, column) if example is not None else None
-        rows, sample = found if found else (int(unreadable.sum()), None)
+        rows, sample = found if found else (int(numbers.isna().sum()), None)
         what = f" (e.g. {sample!r})" if sample is not None else ""
-        raise LeadscoreError(
+        return LeadscoreError(
             f"{table}.{column} holds {rows:,} values that are not timestamps{what}: leadscore reads ISO 8601 times "
             "such as 2024-03-01T09:30:00 (naive UTC). Fix or delete those rows."
         )
-    times = numbers.to_numpy(dtype=np.int64).astype("datetime64[s]")
-    implausible = (times < PLAUSIBLE_FROM) | (times >= PLAUSIBLE_UNTIL)
-    if implausible.any():
-        first = times[implausible][0]
-        raise LeadscoreError(
-            f"{table}.{column} holds {int(implausible.sum()):,} times outside 1970-2200 (e.g. {first}): they are "
-            "not dates in leadscore's format (numbers stored as days or milliseconds?). Store ISO 8601 times such as "
-            "2024-03-01T09:30:00."
-        )
-    return pd.Series(times, index=seconds.index)
+    first = values[bad].iloc[0]
+    shown = np.datetime64(int(first), "s") if numbers is not None else first
+    return LeadscoreError(
+        f"{table}.{column} holds {int(bad.sum()):,} times outside 1970-2200 (e.g. {shown}): they are not dates in "
+        "leadscore's format (numbers stored as days or milliseconds?). Store ISO 8601 times such as "
+        "2024-03-01T09:30:00."
+    )

@@ -146,6 +146,7 @@ def foreign_lookalikes(connection: sa.Connection, present: list[str]) -> dict[st
             continue
         columns = _columns(inspector, table.name)
         missing = [column.name for column in table.columns if column.name not in columns]
+        missing = [name for name in missing if name not in schema.ADDED_COLUMNS.get(table.name, ())]
         extra = [column for column in columns if column not in table.columns]
         if missing:
             verdicts[table.name] = f"its columns ({', '.join(columns)}) lack leadscore's {', '.join(missing)}"
@@ -259,7 +260,35 @@ def prepare(connection: sa.Connection, mode: WriteMode, *, empty_schema_is_fine:
     counts = check_writable(connection, mode, empty_schema_is_fine=empty_schema_is_fine, command=command)
     if mode is WriteMode.FORCE:
         schema.metadata.drop_all(connection, tables=[t for t in schema.TABLES if t.name in counts])
+    else:
+        add_missing_columns(connection)
     schema.metadata.create_all(connection, checkfirst=True)
+
+
+def missing_columns(connection: sa.Connection) -> dict[str, list[str]]:
+    """Columns newer leadscore versions added to its tables that this CRM's tables still lack."""
+    inspector = sa.inspect(connection)
+    present = set(inspector.get_table_names())
+    found = {}
+    for name, added in schema.ADDED_COLUMNS.items():
+        if name in present:
+            columns = set(_columns(inspector, name))
+            lacking = [column for column in added if column not in columns]
+            if lacking:
+                found[name] = lacking
+    return found
+
+
+def add_missing_columns(connection: sa.Connection) -> None:
+    """Bring an older leadscore CRM's tables up to date; every added column is nullable, so rows stay valid."""
+    preparer = connection.dialect.identifier_preparer
+    for name, lacking in missing_columns(connection).items():
+        table = schema.metadata.tables[name]
+        for column in lacking:
+            kind = table.c[column].type.compile(dialect=connection.dialect)
+            connection.exec_driver_sql(
+                f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN {preparer.quote(column)} {kind}"
+            )
 
 
 def require_crm_tables(connection: sa.Connection, tables: tuple[sa.Table, ...]) -> None:

@@ -1,12 +1,15 @@
 """The CRM data model every connector maps onto.
 
-Five kinds of record, one table each:
+The records, one table each:
 
 * ``leads``: who the lead is (profile) and where it came from (channel, campaign);
 * ``activities``: what the lead did, one row per event, open-ended ``type``;
 * ``stage_changes``: the funnel history, one row each time the stage changed;
 * ``campaign_costs``: what each channel cost per month;
-* ``lead_scores`` and ``lead_score_history``: the model's write-back.
+* ``lead_scores`` and ``lead_score_history``: the model's write-back, one row
+  per lead and one per material change;
+* ``scoring_runs`` and ``score_rejects``: each nightly scoring run, and the
+  leads it could not score with the reason.
 
 All times are naive UTC at one-second resolution. On SQLite they are stored as
 ISO 8601 text (``2024-03-01T09:30:00``) so that string comparison in SQL is time
@@ -91,18 +94,31 @@ campaign_costs = sa.Table(
 )
 
 
+TRENDS = ("new", "rising", "steady", "falling")
+RUN_STATUSES = ("running", "complete", "failed", "held")
+
+
 def _score_columns() -> list[sa.Column]:
     return [
         sa.Column("probability", sa.Float, nullable=False),
         sa.Column("tier", sa.String(10), nullable=False),
         sa.Column("fit_score", sa.Float),
         sa.Column("engagement_score", sa.Float),
-        sa.Column("reasons", sa.JSON),
+        sa.Column("reasons", sa.JSON),  # the top three reasons for and against, as data
+        sa.Column("reason_text", sa.Text),  # the top three reasons for, one sentence a line
+        sa.Column("field_log_odds", sa.JSON),  # every business field's log-odds: what "why it changed" compares
+        sa.Column("trend", sa.String(10)),  # against the score this one replaced
+        sa.Column("change", sa.JSON),  # why it changed, as data
+        sa.Column("change_text", sa.Text),
+        sa.Column("unseen", sa.Text),  # values the model never saw at training
         sa.Column("model_name", sa.String(120), nullable=False),
         sa.Column("model_version", sa.String(40), nullable=False),
+        sa.Column("run_id", sa.String(36)),
+        sa.Column("feature_schema", sa.String(16)),  # hash of the features the model read
         sa.Column("scored_at", Timestamp, nullable=False),
         sa.CheckConstraint("probability >= 0 AND probability <= 1"),
         _one_of("tier", TIERS),
+        _one_of("trend", TRENDS),
     ]
 
 
@@ -120,7 +136,50 @@ lead_score_history = sa.Table(
     sa.Column("lead_id", sa.ForeignKey("leads.id"), nullable=False),
     *_score_columns(),
     sa.Index("ix_lead_score_history_lead_time", "lead_id", "scored_at"),
+    sa.Index("ix_lead_score_history_run", "run_id"),
 )
+
+scoring_runs = sa.Table(
+    "scoring_runs",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("finished_at", Timestamp),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("model_name", sa.String(120), nullable=False),
+    sa.Column("model_version", sa.String(40), nullable=False),
+    sa.Column("as_of", Timestamp, nullable=False),
+    sa.Column("open_leads", sa.Integer),
+    sa.Column("scored", sa.Integer),
+    sa.Column("written", sa.Integer),
+    sa.Column("unchanged", sa.Integer),
+    sa.Column("rejected", sa.Integer),
+    sa.Column("history_rows", sa.Integer),
+    sa.Column("drift", sa.JSON),
+    sa.Column("summary", sa.JSON),
+    sa.Column("message", sa.Text),
+    sa.Column("host", sa.String(255)),
+    sa.Column("pid", sa.Integer),
+    _one_of("status", RUN_STATUSES),
+    sa.Index("ix_scoring_runs_started", "started_at"),
+)
+
+score_rejects = sa.Table(
+    "score_rejects",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("run_id", sa.ForeignKey("scoring_runs.id"), nullable=False),
+    sa.Column("lead_id", sa.BigInteger),  # no foreign key: a rejected lead may be one the CRM holds twice
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Index("ix_score_rejects_run", "run_id"),
+)
+
+# Columns added after leadscore 0.1.0 wrote its first CRMs: `crm init --append` adds them to those
+# tables (all nullable, so existing rows stay valid), and a table lacking only these is still leadscore's.
+ADDED_COLUMNS = {
+    table: ("reason_text", "field_log_odds", "trend", "change", "change_text", "unseen", "run_id", "feature_schema")
+    for table in ("lead_scores", "lead_score_history")
+}
 
 TABLES = tuple(metadata.sorted_tables)
 TABLE_NAMES = tuple(table.name for table in TABLES)

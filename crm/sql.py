@@ -29,10 +29,13 @@ def load_history(
     progress: Progress = Progress(),
     stage_map: Mapping[str, str] | None = None,
     lead_ids: Sequence[int] | None = None,
+    rejects: list[tuple[int, str]] | None = None,
 ) -> CrmHistory:
     """Read the CRM; ``activities_before`` skips activities a snapshot cannot use, ``lead_ids`` other leads.
 
-    ``stage_map`` maps the CRM's own stage names onto leadscore's (see ``crm.conform``).
+    ``stage_map`` maps the CRM's own stage names onto leadscore's, and
+    ``rejects`` collects the leads whose records break its rules instead of
+    refusing the whole CRM (see ``crm.conform``).
     ``as_of`` is always the whole CRM's latest moment, whatever is left out.
     """
     leads_t, activities_t, stages_t, costs_t = CRM_TABLES
@@ -86,7 +89,8 @@ def load_history(
         costs = pd.read_sql(sa.select(costs_t), connection)
         as_of = _latest_moment(connection)
         leads, activities, stage_changes, notes = conform(
-            leads, activities, stage_changes, stage_map, lambda table, column: _unreadable_time(connection, table, column)
+            leads, activities, stage_changes, stage_map, lambda table, column: _unreadable_time(connection, table, column),
+            rejects,
         )
     costs["month"] = pd.to_datetime(costs["month"]).astype("datetime64[s]")
     costs["cost"] = costs["cost"].astype(float)

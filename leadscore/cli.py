@@ -601,6 +601,97 @@ def predict(
         )
 
 
+def _moment(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value).replace(tzinfo=None)
+    except ValueError:
+        raise LeadscoreError(f"{option} {value!r} is not a time: use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS (UTC).") from None
+
+
+@app.command()
+@user_errors
+def score(
+    crm: CrmOption = None,
+    model: Annotated[
+        str, typer.Option(help="Model URI: models:/leadscore@champion, models:/leadscore/3.")
+    ] = "models:/leadscore@champion",
+    tracking_uri: TrackingOption = None,
+    as_of: Annotated[
+        Optional[str],
+        typer.Option(help="Score the leads open at this time (UTC), seeing only activities before it. Default: now."),
+    ] = None,
+    allow_drift: Annotated[
+        bool, typer.Option("--allow-drift", help="Write the scores even when drift is above the holding level.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Score and report what would be written, writing nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object (for a cron log).")] = False,
+    history_points: Annotated[
+        float,
+        typer.Option(help="Add a history row when the probability moved by at least this many points (or the tier "
+                          "or the model changed).", min=0),
+    ] = 1.0,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="When another scoring job holds the CRM, wait for it instead of exiting 4.")
+    ] = False,
+    map_stage: MapStageOption = None,
+) -> None:
+    """Score every open lead of the CRM and write probability, tier and reasons back: the nightly job.
+
+    Exit status: 0 done, 2 a problem to fix (named in the message), 3 held by drift (nothing written),
+    4 another scoring job holds the CRM.
+    """
+    import json
+
+    from leadscore.crm.scores import JobLocked
+    from leadscore.serve.nightly import EXIT_HELD, EXIT_LOCKED, ScoringOptions, score_crm
+
+    options = ScoringOptions(
+        model_uri=model, tracking_uri=tracking_uri, as_of=_moment(as_of, "--as-of"), allow_drift=allow_drift,
+        dry_run=dry_run, history_points=history_points, wait=wait, stage_map=_stage_map(map_stage),
+    )
+    try:
+        with _engine(crm, writable=not dry_run) as engine, for_console(errors if as_json else console) as progress:
+            result = score_crm(engine, options, progress)
+    except JobLocked as locked:
+        errors.print(Text.assemble(("Locked:", "bold yellow"), " ", str(locked)), soft_wrap=True)
+        raise typer.Exit(EXIT_LOCKED) from None
+    if as_json:
+        print(json.dumps(result.as_dict(), default=str))
+    else:
+        print_scoring(result)
+    if result.status == "held":
+        raise typer.Exit(EXIT_HELD)
+
+
+def print_scoring(result) -> None:
+    from leadscore.models.tiers import TIER_DISPLAY
+
+    verb = {"complete": "Scored", "held": "Held", "dry run": "Dry run: would have scored"}.get(result.status, "Scored")
+    console.print(
+        f"{verb} {result.scored:,} of {result.open_leads:,} open leads as of {result.as_of} with {result.model} "
+        f"in {result.seconds:.1f} s: {result.written:,} written, {result.unchanged:,} unchanged, "
+        f"{result.rejected:,} rejected, {result.history_rows:,} history rows (run {result.run_id})."
+    )
+    if result.tiers:
+        console.print("Tiers: " + ", ".join(f"{result.tiers.get(code, 0):,} {TIER_DISPLAY[code]}" for code in ("sql", "mql", "none")))
+    for reason, count in list(result.rejects.items())[:10]:
+        console.print(f"Rejected {count:,} leads: {reason}.", style="yellow")
+    if result.unseen:
+        listing = ", ".join(f"{value} ({count:,})" for value, count in sorted(result.unseen.items(), key=lambda i: -i[1])[:8])
+        console.print(f"Values the model never saw at training, scored like rare ones: {listing}.", style="yellow")
+    for run in result.failed_runs:
+        console.print(f"Marked run {run} failed: its process ended before it finished.", style="yellow")
+    for note in result.notes:
+        console.print(f"Note: {note}", style="yellow")
+    if result.status == "held":
+        console.print("Held by drift: nothing was written to lead_scores, the last good scores stay. Check the data, "
+                      "retrain, or rerun with --allow-drift to write anyway.", style="bold red")
+
+
 @app.command()
 @user_errors
 def report(

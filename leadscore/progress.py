@@ -42,13 +42,21 @@ class RichProgress(Progress):
     """Draws one bar per task on the terminal, with elapsed time."""
 
     def __init__(self, console=None) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bars, TextColumn, TimeElapsedColumn
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress as Bars, ProgressColumn, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.text import Text
+
+        class Rate(ProgressColumn):
+            def render(self, task) -> Text:
+                return Text(f"{task.speed:,.0f}/s" if task.speed and task.total and task.total > 10 else "")
 
         self._bars = Bars(
             TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
+            Rate(),
             TimeElapsedColumn(),
+            TimeRemainingColumn(),
             console=console,
             transient=False,
         )
@@ -89,8 +97,12 @@ class LineProgress(Progress):
 
         def beat() -> None:
             while not finished.wait(self._heartbeat):
+                elapsed = time.perf_counter() - began
                 so_far = f"{_count(done[0])}/{_count(total)}, " if total else ""
-                self._write(f"{description}: {so_far}{_duration(time.perf_counter() - began)} so far")
+                if total and done[0] and total > 10:
+                    rate = done[0] / elapsed
+                    so_far += f"{_count(rate)}/s, about {_duration((total - done[0]) / rate)} left, "
+                self._write(f"{description}: {so_far}{_duration(elapsed)} so far")
 
         ticker = threading.Thread(target=beat, daemon=True)
         ticker.start()

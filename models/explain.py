@@ -166,20 +166,28 @@ class Explainer:
         return Contributions(total, base, self.features)
 
     def explain(
-        self, frame: pd.DataFrame, progress: Progress = Progress(), keep_contributions: bool = False
+        self,
+        frame: pd.DataFrame,
+        progress: Progress = Progress(),
+        keep_contributions: bool = False,
+        keep_fields: bool = False,
     ) -> Explanations:
-        """Probability, tier, sub-scores and the top reasons of every row, chunk by chunk."""
+        """Probability, tier, sub-scores and the top reasons of every row, chunk by chunk.
+
+        ``keep_contributions`` keeps every feature's log-odds, ``keep_fields``
+        every business field's (``self.fields`` order).
+        """
         parts = []
         with progress.task("Explaining the scores", total=len(frame)) as advance:
             for start in range(0, len(frame), CHUNK_ROWS):
                 chunk = frame.iloc[start:start + CHUNK_ROWS]
-                parts.append(self._explain_chunk(self.model.encode(chunk), keep_contributions))
+                parts.append(self._explain_chunk(self.model.encode(chunk), keep_contributions, keep_fields))
                 advance(len(chunk))
         if not parts:
-            parts.append(self._explain_chunk(self.model.encode(frame), keep_contributions))
+            parts.append(self._explain_chunk(self.model.encode(frame), keep_contributions, keep_fields))
         return Explanations.concatenate(parts)
 
-    def _explain_chunk(self, encoded: pd.DataFrame, keep: bool) -> Explanations:
+    def _explain_chunk(self, encoded: pd.DataFrame, keep: bool, keep_fields: bool = False) -> Explanations:
         contributions = self.encoded_contributions(encoded)
         values, base = contributions.values, contributions.base
         # The model's own margin, not the contributions' sum (equal to 1e-12): a lead's probability and
@@ -226,6 +234,7 @@ class Explainer:
             top_against_feature_log_odds=_values_at(values, against_features),
             carried_by=carried,
             contributions=values if keep else None,
+            field_log_odds=by_field if keep_fields else None,
         )
 
 
@@ -314,6 +323,7 @@ class Explanations:
     top_against_feature_log_odds: np.ndarray
     carried_by: np.ndarray  # (rows, 5) field indices of the reasons that carried the lead over its tier's threshold
     contributions: np.ndarray | None = None
+    field_log_odds: np.ndarray | None = None  # (rows, fields), in the explainer's field order
 
     @classmethod
     def concatenate(cls, parts: list[Explanations]) -> Explanations:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.errors import LeadscoreError
+from leadscore.models.changes import field_log_odds_json
 from leadscore.models.explain import Explainer, explanation_columns
 from leadscore.models.model import LeadScoringModel
 from leadscore.progress import Progress
@@ -39,14 +40,25 @@ class Scorer:
             self._explainer = Explainer(self.model)
         return self._explainer
 
-    def columns(self, explain: bool) -> list[str]:
+    def columns(self, explain: bool, fields: bool = False) -> list[str]:
         """The columns ``score`` returns, in order."""
-        return [self.model.id_column, "probability", "tier", *(EXPLANATION_COLUMNS if explain else ()), "unseen"]
+        extra = (*EXPLANATION_COLUMNS, *(("field_log_odds",) if fields else ())) if explain else ()
+        return [self.model.id_column, "probability", "tier", *extra, "unseen"]
 
     def score(
-        self, leads: pd.DataFrame, *, explain: bool = True, source: str = "the leads", progress: Progress = Progress()
+        self,
+        leads: pd.DataFrame,
+        *,
+        explain: bool = True,
+        fields: bool = False,
+        source: str = "the leads",
+        progress: Progress = Progress(),
     ) -> pd.DataFrame:
-        """One row per row of ``leads`` (the model's id and feature columns, as a file or a CRM holds them)."""
+        """One row per row of ``leads`` (the model's id and feature columns, as a file or a CRM holds them).
+
+        ``fields`` (with ``explain``) adds ``field_log_odds``: every business field's contribution to the
+        margin, as JSON, which the nightly job stores to say later why a score changed.
+        """
         model = self.model
         if model.id_column not in leads.columns:
             raise LeadscoreError(
@@ -57,11 +69,13 @@ class Scorer:
         unseen = unseen_mask(model, frame)
         scored = {model.id_column: frame[model.id_column].to_numpy()}
         if explain:
-            explanations = self.explainer.explain(frame, progress)
+            explanations = self.explainer.explain(frame, progress, keep_fields=fields)
             scored["probability"] = explanations.probability
             scored["tier"] = explanations.tier
             explained = explanation_columns(explanations, frame, model.registry, model.features, unseen)
             scored.update({column: explained[column].to_numpy() for column in EXPLANATION_COLUMNS})
+            if fields:
+                scored["field_log_odds"] = field_log_odds_json(explanations.field_log_odds, self.explainer.fields)
         else:
             probability = model.predict_proba(frame) if len(frame) else np.zeros(0)
             scored["probability"] = probability

@@ -57,6 +57,38 @@ def load_model(model_uri: str, uri: str | None = None) -> LeadScoringModel:
         raise store_error(f"Cannot load the model {model_uri!r} from {shown(uri)}", error, uri) from error
 
 
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model and the registry coordinates it was loaded from: what a score records as its origin."""
+
+    model: LeadScoringModel
+    name: str
+    version: str
+    uri: str  # models:/name/version: the exact version, even when an alias was asked for
+
+
+def resolve_model(model_uri: str, uri: str | None = None) -> ResolvedModel:
+    """Load ``model_uri`` pinned to one version: an alias is read once, so a promotion during a long job
+    cannot mix two models in one run."""
+    client = read_store(uri)
+    check_registered(client, model_uri, uri)
+    match = REGISTERED.fullmatch(model_uri)
+    if match is None:  # runs:/RUN_ID/model: no registered name; the run identifies it
+        run = model_uri.removeprefix("runs:/").split("/")[0]
+        return ResolvedModel(load_model(model_uri, uri), "run", run[:40], model_uri)
+    name, alias, version = match["name"], match["alias"], match["version"]
+    if alias is not None:
+        found = version_by_alias(client, name, alias)
+        if found is None:
+            raise LeadscoreError(
+                f"Cannot load the model {model_uri!r} from {shown(uri)}: no version of model {name!r} has the alias "
+                f"{alias!r}. Pass --model models:/{name}@{CHAMPION}, or a version such as models:/{name}/1."
+            )
+        version = str(found.version)
+    pinned = f"models:/{name}/{version}"
+    return ResolvedModel(load_model(pinned, uri), name, str(version), pinned)
+
+
 def _aliases(aliases: dict) -> str:
     named = sorted(aliases.items(), key=lambda item: (int(item[1]), item[0]))
     return ", ".join(f"version {version} is {alias}" for alias, version in named) or "none of its versions has an alias"
