@@ -730,7 +730,8 @@ def demo(
     leads: Annotated[int, typer.Option(help="Number of leads to simulate.", min=100)] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
 ) -> None:
-    """Simulate a CRM in DIR/crm.db, print its funnel, train a model on it and register it in DIR/mlflow.db."""
+    """Simulate a CRM in DIR/crm.db, print its funnel, train and register a model in DIR/mlflow.db, write the report,
+    and score every open lead back into the CRM."""
     from leadscore.pipelines.demo import run_demo
 
     began = time.perf_counter()
@@ -742,9 +743,12 @@ def demo(
     print_funnel(result.funnel)
     print_training(result.training)
     console.print(result.promotion.message, style="green")
+    print_scoring(result.scoring)
     store = result.logged.tracking_uri
     console.print(
-        f"Demo CRM: sqlite:///{result.crm_file}; MLflow store: {store} (browse it with `mlflow ui --backend-store-uri "
+        f"Demo CRM: sqlite:///{result.crm_file}, scores in its tables lead_scores, lead_score_history and "
+        f"scoring_runs (rerun the job with `leadscore score --crm {result.crm_file} --tracking-uri {store} "
+        f"--as-of '{result.scoring.as_of}'`); MLflow store: {store} (browse it with `mlflow ui --backend-store-uri "
         f"{store}`); plots and metrics.json in {result.logged.artifacts}; marketing report: {result.report}. "
         f"Done in {time.perf_counter() - began:.0f} s."
     )

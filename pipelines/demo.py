@@ -19,6 +19,7 @@ from leadscore.pipelines.simulate import SimulationSummary, simulate_into_crm
 from leadscore.pipelines.tracking import Decision, LoggedRun, log_training, promote
 from leadscore.pipelines.train import TrainingConfig, TrainingResult, crm_training_table, train_model
 from leadscore.progress import Progress
+from leadscore.serve.nightly import ScoringOptions, ScoringReport, score_crm
 
 DEFAULT_DIRECTORY = Path("leadscore-demo")
 DEMO_MARKER = ".leadscore-demo"
@@ -34,6 +35,7 @@ class DemoResult:
     logged: LoggedRun
     promotion: Decision
     report: Path
+    scoring: ScoringReport
 
 
 def _claim(directory: Path) -> None:
@@ -61,9 +63,11 @@ def run_demo(
     seed: int = 42,
     progress: Progress = Progress(),
 ) -> DemoResult:
-    """Simulate a CRM into ``directory/crm.db``, read its funnel, train a model, make it champion, write its report.
+    """Simulate a CRM into ``directory/crm.db``, read its funnel, train a model, make it champion, write its
+    report, then run the nightly job once: every open lead scored and written back into the CRM.
 
-    The demo owns ``directory``: its CRM and MLflow store are replaced on every run.
+    The demo owns ``directory``: its CRM and MLflow store are replaced on every run. The simulated history
+    ends before today, so the job scores the leads open at its last record, not now.
     """
     _claim(directory)
     crm_file = directory / "crm.db"
@@ -86,6 +90,12 @@ def run_demo(
     with progress.task("Writing the marketing report", total=1) as advance:
         report = write_report(logged.model_uri, directory / "report.html", store, funnel)
         advance(1)
+    engine = connect(str(crm_file), writable=True)
+    try:
+        scoring = score_crm(engine, ScoringOptions(tracking_uri=store, as_of=pd.Timestamp(history.as_of).to_pydatetime()),
+                            progress)
+    finally:
+        engine.dispose()
     return DemoResult(
         crm_file=crm_file,
         replaced=replaced,
@@ -95,4 +105,5 @@ def run_demo(
         logged=logged,
         promotion=promotion,
         report=report,
+        scoring=scoring,
     )
