@@ -20,7 +20,6 @@ model's.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,11 +119,10 @@ def _points(points: float, signed: bool = False) -> str:
     return f"{points:+.{digits}f} pts" if signed else f"{points:.{digits}f} pts"
 
 
-def field_log_odds_json(points: np.ndarray, fields: list[str]) -> list[str]:
-    """Each row's fields with their points, as JSON, leaving out the ones below a hundredth of a point."""
-    rounded = np.round(points, 2)
-    out = []
-    for row in rounded.tolist():
-        out.append(json.dumps({field: value for field, value in zip(fields, row) if value != 0.0 and math.isfinite(value)},
-                              separators=(",", ":")))
-    return out
+def field_log_odds_json(log_odds: np.ndarray, fields: list[str]) -> list[str]:
+    """Each row's fields with their log-odds, as JSON, leaving out the ones that round to zero."""
+    keys = [f"{json.dumps(field)}:" for field in fields]
+    rounded = np.round(log_odds, 5)
+    rounded[~np.isfinite(rounded)] = 0.0
+    return ["{" + ",".join(key + repr(value) for key, value in zip(keys, row) if value != 0.0) + "}"
+            for row in rounded.tolist()]

@@ -23,17 +23,12 @@ reason keeps its sign.
 
 from __future__ import annotations
 
-import gc
-import json
-import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from leadscore.features.registry import FeatureRegistry
-from leadscore.features.sentences import describe
 from leadscore.models.candidates import LightGBMCandidate, LogisticCandidate
 from leadscore.models.treeshap import TreeShap
 from leadscore.progress import Progress
@@ -42,8 +37,6 @@ TOP_REASONS = 3
 CHUNK_ROWS = 100_000  # explained at once: bounds memory at about 100k x features x 8 bytes a buffer
 CARRIED_BY_MAX = 5
 FEATURES_PER_REASON = 2  # a reason about a field names its strongest features in the reason's direction
-# A value training never saw is scored like the rare ones; its reason must not read as learned.
-NEW_TO_THE_MODEL = ", new to the model, scored like rare values"
 
 
 def folding(index: np.ndarray, width: int) -> np.ndarray:
@@ -344,173 +337,3 @@ class Explanations:
 
     def points(self, log_odds: np.ndarray) -> np.ndarray:
         return log_odds * self.points_per_log_odds[:, None]
-
-
-def format_points(points: float) -> str:
-    """"+12 pts", "+1.2 pts", "-0.04 pts": enough digits to tell reasons apart, no more."""
-    size = abs(points)
-    digits = 0 if size >= 9.95 else 1 if size >= 0.095 else 2
-    return f"{points:+.{digits}f} pts"
-
-
-def format_percent(probability: float) -> str:
-    """"34 %", "5.3 %", "0.042 %": two significant digits below 10 %, where small probabilities differ."""
-    percent = 100 * probability
-    if percent >= 9.95:
-        return f"{percent:.0f} %"
-    if percent >= 0.995 or percent == 0:
-        return f"{percent:.1f} %"
-    return f"{percent:.2g} %"
-
-
-def reason_records(
-    explanations: Explanations,
-    frame: pd.DataFrame,
-    registry: FeatureRegistry,
-    features: list[str],
-    unseen: np.ndarray | None = None,
-) -> list[dict]:
-    """Per row: the reasons for and against as data, each with its sentence, and what carried it into its tier.
-
-    A reason is a business field. Its data: ``field``, ``label`` (the
-    field's), ``feature`` and ``value`` (its strongest feature, as the lead's
-    record holds it: the raw category, not the model's "(other)" level),
-    ``log_odds``, ``points``, ``family``, ``sentence``, and ``features``:
-    the one or two features the sentence names, each with its own share.
-    ``unseen`` (rows, features) marks values the model never saw at training:
-    their features carry ``"unseen": true`` and their sentences say so.
-    """
-    with _collector_paused():
-        return _reason_records(explanations, frame, registry, features, unseen)
-
-
-@contextmanager
-def _collector_paused():
-    """Building millions of small lists and dicts (no cycles among them) sets off full garbage collections
-    that walk every object alive; pausing the collector took the explanation columns of 100,000 rows
-    from 15 s to 9 s."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _reason_records(explanations, frame, registry, features, unseen) -> list[dict]:
-    fields, field_index = business_fields(registry, features)
-    specs = [registry[f] for f in features]
-    field_specs = [specs[first] for first in first_of_each(field_index)]
-    columns = [frame[f].to_numpy(dtype=object) for f in features]
-    sentences: dict[tuple[int, object], str] = {}
-    # Numbers are prepared for all rows at once; the loop below only assembles them (a million rows a job).
-    scale = explanations.points_per_log_odds
-    sides = []
-    for top, log_odds, members, member_log_odds in (
-        (explanations.top_for, explanations.top_for_log_odds, explanations.top_for_features,
-         explanations.top_for_feature_log_odds),
-        (explanations.top_against, explanations.top_against_log_odds, explanations.top_against_features,
-         explanations.top_against_feature_log_odds),
-    ):
-        points = log_odds * scale[:, None]
-        member_points = member_log_odds * scale[:, None, None]
-        sides.append((top.tolist(), np.round(log_odds, 6).tolist(), np.round(points, 4).tolist(), points.tolist(),
-                      members.tolist(), np.round(member_log_odds, 6).tolist(), np.round(member_points, 4).tolist()))
-
-    def reason(row: int, field: int, log_odds, points, exact_points, members, member_log_odds, member_points) -> dict:
-        shown, texts = [], []
-        for index, share, share_points in zip(members, member_log_odds, member_points):
-            if index < 0:
-                continue
-            value = _plain(columns[index][row])
-            if shown and _absent(value) and _absent(shown[0]["value"]):
-                continue  # "Never viewed the pricing page; no pricing-page views ever" says it twice
-            key = (index, value)
-            if key not in sentences:
-                sentences[key] = describe(specs[index], value)
-            new = unseen is not None and bool(unseen[row, index])
-            text = sentences[key] + (NEW_TO_THE_MODEL if new else "")
-            texts.append(text if not texts else _lower_first(text))
-            shown.append({"feature": specs[index].name, "label": specs[index].label, "value": value,
-                          "log_odds": share, "points": share_points, **({"unseen": True} if new else {})})
-        spec = field_specs[field]
-        return {
-            "field": fields[field],
-            "feature": shown[0]["feature"] if shown else spec.name,
-            "label": spec.business_label,
-            "value": shown[0]["value"] if shown else None,
-            "log_odds": log_odds,
-            "points": points,
-            "family": spec.family,
-            "sentence": f"{'; '.join(texts)} ({format_points(exact_points)})",
-            "features": shown,
-        }
-
-    records = []
-    tiers = explanations.tier.tolist()
-    carried_by = explanations.carried_by.tolist()
-    for row in range(len(explanations)):
-        reasons = []
-        for top, log_odds, points, exact, members, member_log_odds, member_points in sides:
-            reasons.append([
-                reason(row, top[row][k], log_odds[row][k], points[row][k], exact[row][k], members[row][k],
-                       member_log_odds[row][k], member_points[row][k])
-                for k in range(len(top[row])) if top[row][k] >= 0
-            ])
-        records.append({"for": reasons[0], "against": reasons[1], "tier": str(tiers[row]),
-                        "carried_by": [fields[i] for i in carried_by[row] if i >= 0]})
-    return records
-
-
-
-def _absent(value) -> bool:
-    """No value or none of it: the lead never did the thing the feature counts."""
-    return value is None or value == 0
-
-
-def field_labels(registry: FeatureRegistry, features: list[str]) -> dict[str, str]:
-    """Business field name to its label, for the fields of ``features``."""
-    return {registry[name].business_field: registry[name].business_label for name in features}
-
-
-def _lower_first(sentence: str) -> str:
-    """The second part of a joined reason: "...; last viewed the pricing page 3 days ago"."""
-    return sentence[:1].lower() + sentence[1:] if sentence[:2] != sentence[:2].upper() else sentence
-
-
-def _plain(value):
-    """A value JSON can hold: numbers as float or int, missing as None, the rest as text."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        number = float(value)
-        return int(number) if number.is_integer() and abs(number) < 2**53 else number
-    return str(value)
-
-
-def explanation_columns(
-    explanations: Explanations,
-    frame: pd.DataFrame,
-    registry: FeatureRegistry,
-    features: list[str],
-    unseen: np.ndarray | None = None,
-) -> pd.DataFrame:
-    """The scoring file's explanation columns: tier, fit and engagement scores, reason_1..3 and all reasons as JSON."""
-    records = reason_records(explanations, frame, registry, features, unseen)
-    columns = {
-        "tier": explanations.tier,
-        "fit_score": pd.array(np.round(explanations.fit_score), dtype="Int64"),
-        "engagement_score": pd.array(np.round(explanations.engagement_score), dtype="Int64"),
-    }
-    for k in range(TOP_REASONS):
-        columns[f"reason_{k + 1}"] = [r["for"][k]["sentence"] if len(r["for"]) > k else "" for r in records]
-    labels = field_labels(registry, features)
-    columns["tier_reasons"] = [", ".join(labels[name] for name in r["carried_by"]) for r in records]
-    with _collector_paused():
-        columns["reasons"] = [json.dumps(r, ensure_ascii=False) for r in records]
-    return pd.DataFrame(columns, index=frame.index)

@@ -20,7 +20,8 @@ import pandas as pd
 
 from leadscore.errors import LeadscoreError
 from leadscore.models.changes import field_log_odds_json
-from leadscore.models.explain import Explainer, explanation_columns
+from leadscore.models.explain import Explainer
+from leadscore.models.reasons import ReasonWriter, explanation_columns
 from leadscore.models.model import LeadScoringModel
 from leadscore.progress import Progress
 
@@ -33,6 +34,7 @@ class Scorer:
     def __init__(self, model: LeadScoringModel) -> None:
         self.model = model
         self._explainer: Explainer | None = None
+        self._reasons = ReasonWriter(model.registry, model.features)
 
     @property
     def explainer(self) -> Explainer:
@@ -72,7 +74,7 @@ class Scorer:
             explanations = self.explainer.explain(frame, progress, keep_fields=fields)
             scored["probability"] = explanations.probability
             scored["tier"] = explanations.tier
-            explained = explanation_columns(explanations, frame, model.registry, model.features, unseen)
+            explained = explanation_columns(explanations, frame, model.registry, model.features, unseen, self._reasons)
             scored.update({column: explained[column].to_numpy() for column in EXPLANATION_COLUMNS})
             if fields:
                 scored["field_log_odds"] = field_log_odds_json(explanations.field_log_odds, self.explainer.fields)

@@ -22,7 +22,8 @@ import pandas as pd
 from leadscore.errors import LeadscoreError
 from leadscore.files import check_folder, write_text
 from leadscore.models import plots
-from leadscore.models.explain import Explainer, field_labels, format_percent, reason_records
+from leadscore.models.explain import Explainer
+from leadscore.models.reasons import field_labels, format_percent, reason_records
 from leadscore.models.model import LeadScoringModel
 from leadscore.models.tiers import TIER_DISPLAY
 from leadscore.pipelines.registry import load_model

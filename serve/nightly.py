@@ -20,6 +20,8 @@ In order, with nothing written before the checks pass:
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
 import uuid
 from collections import Counter
@@ -38,7 +40,7 @@ from leadscore.features.crm_features import CRM_FEATURES
 from leadscore.features.snapshots import open_leads_at
 from leadscore.features.timeline import unknown_activity_types
 from leadscore.models.changes import describe_change
-from leadscore.models.explain import field_labels
+from leadscore.models.reasons import field_labels
 from leadscore.models.scoring import Scorer
 from leadscore.pipelines.registry import ResolvedModel, resolve_model
 from leadscore.progress import Progress
@@ -165,7 +167,7 @@ def _run(engine, resolved: ResolvedModel, options: ScoringOptions, as_of: dateti
     with engine.connect() as connection:
         previous = crm_scores.previous_scores(connection) if not options.dry_run or _has_scores(connection) else None
     writer = _ChunkWriter(engine, resolved, options, report, previous)
-    with progress.task("Explaining and writing scores", total=len(features)) as advance:
+    with progress.task("Explaining and writing scores", total=len(features)) as advance, writer:
         for start in range(0, len(features), CHUNK_ROWS):
             chunk = features.iloc[start:start + CHUNK_ROWS]
             writer.write(chunk)
@@ -194,7 +196,11 @@ def _measure_drift(model, features: pd.DataFrame, probability: np.ndarray, repor
 
 
 class _ChunkWriter:
-    """Scores, compares and writes one chunk of open leads at a time, each chunk in one transaction."""
+    """Scores, compares and writes one chunk of open leads at a time, each chunk in one transaction.
+
+    Writing happens on a thread of its own, one chunk behind: the database works on chunk k (the drivers
+    release the interpreter while they wait on it) while the next chunk is being explained.
+    """
 
     def __init__(self, engine, resolved: ResolvedModel, options: ScoringOptions, report: ScoringReport,
                  previous: pd.DataFrame | None) -> None:
@@ -204,6 +210,37 @@ class _ChunkWriter:
         self.labels = field_labels(resolved.model.registry, resolved.model.features)
         self.schema_hash = str(resolved.model.summary.get("fingerprint", {}).get("schema_hash", ""))[:16]
         self.earlier_scorers: dict[tuple[str, str], Scorer | None] = {}
+        self.pending: queue.Queue = queue.Queue(maxsize=1)
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._write_pending, name="leadscore scores writer", daemon=True)
+
+    def __enter__(self) -> _ChunkWriter:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.pending.put(None)
+        self.thread.join()
+        if self.failure is not None and exc_info[0] is None:
+            raise self.failure
+
+    def wait(self) -> None:
+        """Until every chunk handed over so far is committed."""
+        self.pending.join()
+        if self.failure is not None:
+            raise self.failure
+
+    def _write_pending(self) -> None:
+        while (item := self.pending.get()) is not None:
+            try:
+                if self.failure is None:
+                    with self.engine.begin() as connection:
+                        crm_scores.write_scores(connection, *item)
+            except BaseException as error:  # raised in the main thread, at its next hand-over or at the end
+                self.failure = error
+            finally:
+                self.pending.task_done()
+        self.pending.task_done()
 
     def write(self, chunk: pd.DataFrame) -> None:
         scored = self.scorer.score(chunk, explain=True, fields=True, source="the CRM")
@@ -220,8 +257,10 @@ class _ChunkWriter:
         report.history_rows += int(history.sum())
         if self.options.dry_run or not len(rows):
             return
-        with self.engine.begin() as connection:
-            crm_scores.write_scores(connection, rows, rows[history.to_numpy()])
+        if self.failure is not None:
+            raise self.failure
+        # History rows copy the score but not its field log-odds: only the latest score is ever compared.
+        self.pending.put((rows, rows[history.to_numpy()].assign(field_log_odds=None)))
 
     def _rows(self, chunk: pd.DataFrame, scored: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
         """The rows to write (new or changed scores) and which of them go to the history."""
@@ -245,20 +284,23 @@ class _ChunkWriter:
         keep = np.flatnonzero(~same) if previous is not None else np.arange(len(scored))
         earlier_today = self._earlier_models_today(chunk, scored, previous, keep)
         material, trends, changes, change_texts = [], [], [], []
+        probability, tier, fields = (scored[name].to_numpy() for name in ("probability", "tier", "field_log_odds"))
+        if previous is not None:
+            before_probability, before_tier, before_version, before_fields = (
+                previous[name].to_numpy() for name in ("probability", "tier", "model_version", "field_log_odds"))
         for row in keep.tolist():
             before = None
             if known[row]:
-                stored = previous["field_log_odds"].iat[row]
+                stored = before_fields[row]
                 before = {
-                    "probability": float(previous["probability"].iat[row]),
-                    "tier": previous["tier"].iat[row],
-                    "model_version": previous["model_version"].iat[row],
+                    "probability": float(before_probability[row]),
+                    "tier": before_tier[row],
+                    "model_version": before_version[row],
                     "field_log_odds": json.loads(stored) if isinstance(stored, str) else (stored or {}),
                 }
-            fields = json.loads(scored["field_log_odds"].iat[row]) if before is not None else {}
             change = describe_change(
-                float(scored["probability"].iat[row]), scored["tier"].iat[row], fields, version, before,
-                self.labels, self.options.history_points, earlier_today.get(row),
+                float(probability[row]), tier[row], json.loads(fields[row]) if before is not None else {}, version,
+                before, self.labels, self.options.history_points, earlier_today.get(row),
             )
             material.append(change.material)
             trends.append(change.trend)

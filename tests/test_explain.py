@@ -11,7 +11,8 @@ import pytest
 import shap
 
 from leadscore.features.flat import ColumnRoles, flat_feature_table
-from leadscore.models.explain import Explainer, explanation_columns, format_points, reason_records
+from leadscore.models.explain import Explainer
+from leadscore.models.reasons import explanation_columns, format_points, reason_records
 from leadscore.models.model import Member
 from leadscore.models.tiers import Tiers, margin_reaching
 from leadscore.pipelines.train import TrainingConfig, train_model

@@ -188,6 +188,7 @@ nightly.CHUNK_ROWS = 400
 original = nightly._ChunkWriter.write
 def write_then_pause(self, chunk):
     original(self, chunk)
+    self.wait()
     Path(sys.argv[3]).touch()
     time.sleep(120)
 nightly._ChunkWriter.write = write_then_pause

@@ -162,7 +162,8 @@ def test_train_from_the_command_line_with_team_capacities(workspace):
 
 
 def test_features_derived_from_one_field_make_one_reason(workspace):
-    from leadscore.models.explain import Explainer, business_fields, reason_records
+    from leadscore.models.explain import Explainer, business_fields
+    from leadscore.models.reasons import reason_records
 
     model = workspace["result"].model
     rows = workspace["result"].held_out.head(300)
