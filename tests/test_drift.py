@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import numpy as np
 import pandas as pd
@@ -10,9 +11,13 @@ import pytest
 from scipy.stats import binom
 
 from leadscore.errors import LeadscoreError
+from leadscore.features.build import build_features
+from leadscore.features.flat import ColumnRoles, flat_feature_table
 from leadscore.features.registry import FeatureRegistry, FeatureSpec
+from leadscore.features.snapshots import open_leads_at
 from leadscore.models.drift import DriftReference, DriftRule, FeatureBins, noise_level, psi
 from leadscore.models.encoding import FrameEncoder
+from leadscore.pipelines.train import TrainingConfig, crm_training_table, train_model
 
 
 def _tail_allowance(promised: float, draws: int) -> float:
@@ -222,3 +227,108 @@ def test_missing_columns_and_misaligned_scores_are_refused(tiny_reference):
         tiny_reference.measure(frame.drop(columns="region"), probability)
     with pytest.raises(LeadscoreError, match="100 leads but 99 scores"):
         tiny_reference.measure(frame, probability[:99])
+
+
+# --- a model trained on a simulated CRM -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def crm():
+    from leadscore.crm.simulator import SimulationConfig, simulate
+
+    return simulate(SimulationConfig(leads=6_000, seed=3, months=24)).history()
+
+
+@pytest.fixture(scope="module")
+def trained(crm):
+    # LightGBM alone: the reference does not depend on the candidate, and the file stays under a minute.
+    table = crm_training_table(crm, 90)
+    return table, train_model(table, TrainingConfig(candidates=("lightgbm",)))
+
+
+@pytest.fixture(scope="module")
+def open_now(crm) -> pd.DataFrame:
+    return build_features(crm, open_leads_at(crm, pd.Timestamp(crm.as_of).to_pydatetime()))
+
+
+def test_training_keeps_a_reference_of_every_lead_open_at_the_held_out_cutoffs(trained):
+    table, result = trained
+    reference = result.model.drift
+    held_out_cutoffs = table.frame["cutoff"] >= result.held_out["cutoff"].min()
+    # The held-out rows are only leads the model never learned from, so young ones: the reference is all of them.
+    assert reference.rows == held_out_cutoffs.sum() > len(result.held_out)
+    # A lead at two cutoffs is not two draws: the effective size is at most the number of leads.
+    assert reference.effective_rows <= table.frame.loc[held_out_cutoffs, "lead_id"].nunique() < reference.rows
+    shares = {bins.name: bins.weight_share for bins in reference.features}
+    assert sum(shares.values()) == pytest.approx(1.0) and shares["channel"] >= DriftRule().material_share
+    assert reference.score.bins == 10  # although most open leads share the calibrator's lowest probability
+    channel = next(bins for bins in reference.features if bins.name == "channel")
+    assert set(channel.levels) <= channel.seen and channel.reference_unseen == 0.0
+    assert result.model.summary.keys() >= {"trained_at", "fingerprint"}  # the summary is unchanged: no bins in it
+
+
+def test_the_open_leads_at_the_crm_s_end_are_not_held(trained, open_now):
+    model = trained[1].model
+    report = model.drift.measure(open_now, model.predict_proba(open_now))
+    assert report.status in ("ok", "warn"), report.message
+    assert report.score["status"] == "ok" and report.unseen_share == 0.0
+
+
+def test_a_hard_shift_of_the_channel_mix_holds_and_names_the_lead_source(trained, open_now):
+    model = trained[1].model
+    relabel = np.random.default_rng(0).random(len(open_now)) < 0.6
+    shifted = open_now.assign(channel=open_now["channel"].where(~relabel, "paid_social"))
+    report = model.drift.measure(shifted, model.predict_proba(shifted))
+    assert report.status == "hold"
+    assert report.features.iloc[0][["feature", "status"]].tolist() == ["channel", "hold"]
+    assert report.message.startswith("Drift holds the scores: Lead source (PSI")
+    record = json.loads(json.dumps(report.as_dict(), allow_nan=False))
+    assert record["status"] == "hold" and record["features"][0]["label"] == "Lead source"
+
+
+def test_batches_of_50_undrifted_leads_raise_no_hold(trained, open_now):
+    model = trained[1].model
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        batch = open_now.iloc[rng.choice(len(open_now), 50, replace=False)]
+        report = model.drift.measure(batch, model.predict_proba(batch))
+        assert report.status != "hold", report.message
+
+
+# --- a model trained on a flat table ------------------------------------------------------------
+
+
+def _flat(n: int, seed: int, visits_mean: float = 3.0) -> pd.DataFrame:
+    """A flat lead table whose outcome depends on visits and source, not on region (as in test_train)."""
+    rng = np.random.default_rng(seed)
+    visits = rng.poisson(visits_mean, n)
+    source = rng.choice(["ads", "seo", "event", "partner"], n)
+    won = rng.random(n) < 1 / (1 + np.exp(-(-3 + 0.45 * visits + np.where(source == "partner", 1.2, 0.0))))
+    return pd.DataFrame({"id": np.arange(n), "visits": visits, "source": source,
+                         "region": rng.choice(["north", "south"], n), "won": won.astype(int)})
+
+
+@pytest.fixture(scope="module")
+def flat_model():
+    table = flat_feature_table(_flat(3_000, seed=0), ColumnRoles(id="id", target="won"))
+    return train_model(table, TrainingConfig(min_positives=50)).model
+
+
+def test_a_flat_table_model_holds_when_a_number_it_leans_on_shifts(flat_model):
+    reference = flat_model.drift
+    assert reference.rows == 600 == reference.effective_rows  # the random held-out rows, one per lead
+    fresh = flat_feature_table(_flat(1_000, seed=1), ColumnRoles(id="id", target="won")).frame
+    assert reference.measure(fresh, flat_model.predict_proba(fresh)).status == "ok"
+    busier = flat_feature_table(_flat(1_000, seed=1, visits_mean=5.0), ColumnRoles(id="id", target="won")).frame
+    report = reference.measure(busier, flat_model.predict_proba(busier))
+    assert report.status == "hold" and report.features.iloc[0]["feature"] == "visits"
+    assert flat_model.registry.label("visits") in report.message
+
+
+def test_a_model_pickled_before_drift_still_loads_and_has_no_reference(flat_model):
+    old = pickle.loads(pickle.dumps(flat_model))
+    del old.__dict__["drift"]
+    loaded = pickle.loads(pickle.dumps(old))
+    assert "drift" not in loaded.__dict__ and loaded.drift is None  # the job skips the check and says so
+    frame = _flat(20, seed=3)
+    np.testing.assert_array_equal(loaded.predict_proba(frame), flat_model.predict_proba(frame))
