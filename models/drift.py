@@ -299,8 +299,8 @@ class DriftReference:
                                     (seen or {}).get(spec.name))
             for spec in registry
         )
-        rows = kish_rows(groups) if groups is not None else float(len(features))
-        return cls(binned, FeatureBins.numeric(SCORE, SCORE_LABEL, probability, 1.0), len(features), rows, rule)
+        effective = kish_rows(groups) if groups is not None else float(len(features))
+        return cls(binned, FeatureBins.numeric(SCORE, SCORE_LABEL, probability, 1.0), len(features), effective, rule)
 
     @property
     def tests(self) -> int:
