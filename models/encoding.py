@@ -11,6 +11,9 @@ from leadscore.errors import LeadscoreError
 from leadscore.features.parsing import NumberFormat
 
 RARE = "(other)"
+# Levels remembered per column as seen at fit: beyond them (a column of company names), the rarer levels
+# count as never seen, which is how the model scores them anyway: as "(other)".
+SEEN_MAX = 10_000
 
 
 class FrameEncoder(TransformerMixin, BaseEstimator):
@@ -19,7 +22,9 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
     Levels seen fewer than ``min_count`` times at fit, and levels never seen,
     become one ``(other)`` level, so a new campaign name at scoring time is
     scored like the rare ones were trained, instead of failing. Missing values
-    stay missing: LightGBM learns where they go.
+    stay missing: LightGBM learns where they go. ``seen_`` keeps every level
+    seen at fit (the ``SEEN_MAX`` most frequent), sorted, so that drift checks
+    can tell a rare level from a new one.
 
     Examples
     --------
@@ -36,13 +41,14 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
 
     def fit(self, X: pd.DataFrame, y=None) -> FrameEncoder:
         self._check_columns(X)
-        self.levels_ = {}
+        self.levels_, self.seen_ = {}, {}
         for column in self.categorical:
             counts = X[column].dropna().astype(str).value_counts()
             frequent = counts[counts >= self.min_count]
             # Most frequent first, ties by name: the order is stable across runs.
             ordered = sorted(frequent.index, key=lambda level: (-frequent[level], level))
             self.levels_[column] = [*ordered, RARE]
+            self.seen_[column] = sorted(counts.sort_index().sort_values(ascending=False, kind="stable").index[:SEEN_MAX])
         self.feature_names_in_ = np.array([*self.numeric, *self.categorical], dtype=object)
         return self
 

@@ -11,6 +11,7 @@ from leadscore.features.parsing import ReadingRule
 from leadscore.features.registry import FeatureRegistry
 from leadscore.models.calibration import Calibrator
 from leadscore.models.candidates import LightGBMCandidate, LogisticCandidate
+from leadscore.models.drift import DriftReference
 from leadscore.models.encoding import FrameEncoder
 from leadscore.models.tiers import SubScores, Tiers
 
@@ -37,7 +38,10 @@ class LeadScoringModel:
     for the fit and engagement scores, both chosen at training time.
     ``summary`` records how it was trained. ``reading`` is how the training
     table's text was read (missing markers, decimal marks, placeholders):
-    new rows must be read the same way before they are scored.
+    new rows must be read the same way before they are scored. ``drift`` holds
+    the reference distributions of the features and the score that scoring
+    runs are measured against; models trained before it have none (the class
+    default), so there is nothing to check them against.
     """
 
     registry: FeatureRegistry
@@ -51,6 +55,7 @@ class LeadScoringModel:
     tiers: Tiers | None = None
     subscores: SubScores | None = None
     summary: dict = field(default_factory=dict)
+    drift: DriftReference | None = None
 
     def __setstate__(self, state: dict) -> None:
         # Models registered before the reading rule kept only the missing-value markers: they must still score.

@@ -19,7 +19,9 @@ The steps, in order (see ``models.split`` for the roles of the rows):
    logistic regression and the hand-set points teams use today);
 6. explain them: which fields move the scores (importances), the reference
    for the fit and engagement sub-scores, and the MQL and SQL thresholds
-   chosen by the configured rule, with each tier's volume and conversion.
+   chosen by the configured rule, with each tier's volume and conversion;
+7. keep the reference distributions that scoring runs are checked against
+   for drift (``models.drift``): every lead open at the held-out cutoffs.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from leadscore.features.timeline import seconds
 from leadscore.models import metrics as scoring
 from leadscore.models.calibration import Calibrator
 from leadscore.models.candidates import LightGBMCandidate, LogisticCandidate, lightgbm_params
+from leadscore.models.drift import DriftReference
 from leadscore.models.encoding import FrameEncoder
 from leadscore.models.explain import Explainer
 from leadscore.models.importance import importance_table
@@ -63,6 +66,7 @@ RECENCY_HALF_LIFE = 0.25  # share of the training rows' time span after which a 
 SUBSAMPLE_ROWS = 200_000  # above this, tuning and walk-forward models learn from all positives and a weighted sample
 OPEN_STAGES = ("lead", "mql", "sql", "opportunity")
 EXPLAINED_ROWS = 50_000  # held-out rows whose contributions give the importances and the sub-score reference
+DRIFT_REFERENCE_ROWS = 200_000  # rows the drift reference is fitted on: deciles and shares need no more
 MODEL_SCORE = "score: leadscore model"
 HANDSET_POINTS = "score: Hand-set points (raw)"
 
@@ -327,6 +331,7 @@ def train_model(
         held_out, evaluation, baseline_notes = _evaluate(model, table, X, y, split, numeric, categorical, rules)
         advance(1)
     insight = _explain_held_out(model, held_out, config, rules, progress)
+    model.drift = _drift_reference(model, table, split, insight, config.seed)
     return TrainingResult(
         model=model,
         table=table,
@@ -508,3 +513,30 @@ def _explain_held_out(model, held_out, config, rules, progress) -> HeldOutInsigh
         explanations.contributions, model.features, model.registry, explanations.points_per_log_odds
     )
     return HeldOutInsight(rows, explanations.points(explanations.contributions), importances, tiers)
+
+
+def _drift_reference(model, table: FeatureTable, split: Split, insight: HeldOutInsight, seed: int) -> DriftReference:
+    """The reference scoring runs are measured against for drift: every row at the held-out moments.
+
+    A forward split holds out only leads the model never learned from, so its
+    held-out rows are the young leads (none older than the gap since the last
+    training cutoff), while a nightly run scores every open lead, old ones too.
+    Every row at the held-out cutoffs is that population as the newest
+    cutoffs saw it, scored by the delivered model. Training rows would be
+    older still, and the channel mix drifts. A random split's held-out rows are
+    already a sample of the whole population. Each feature's weight is its
+    mean absolute contribution, in points, on the explained held-out leads.
+    """
+    rows = split.test
+    if split.forward:
+        times = seconds(table.frame[table.time_column])
+        rows = np.flatnonzero(times >= times[split.test].min())
+    if len(rows) > DRIFT_REFERENCE_ROWS:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, DRIFT_REFERENCE_ROWS, replace=False))
+    frame = table.frame.iloc[rows]
+    weight = np.abs(insight.points).mean(axis=0)
+    share = weight / weight.sum() if weight.sum() > 0 else np.zeros(len(weight))
+    return DriftReference.fit(
+        frame[model.features], model.predict_proba(frame), model.registry, dict(zip(model.features, share)),
+        model.encoder.seen_, frame[model.id_column],
+    )
