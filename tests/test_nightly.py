@@ -243,3 +243,30 @@ def test_two_jobs_on_one_crm_never_interleave(crm, crm_url, store, tmp_path):
         first.wait()
     waiting.join(timeout=180)
     assert waited["report"].status == "complete" and len(waited["report"].failed_runs) == 1
+
+
+def test_a_shifted_channel_mix_holds_the_write_and_keeps_the_last_good_scores(crm, crm_url, store):
+    first = score_crm(crm, _options(store))
+    before = _table(crm, schema.lead_scores).sort_values("lead_id", ignore_index=True)
+    with crm.begin() as connection:  # a campaign floods the CRM with one channel's leads
+        connection.execute(sa.text("UPDATE leads SET channel = 'paid_social' WHERE id % 10 < 6"))
+    held = runner.invoke(app, ["score", "--crm", crm_url, "--tracking-uri", store, "--as-of", "2025-12-31"])
+    assert held.exit_code == 3, held.output
+    assert "Held by drift" in held.output and "Lead source" in held.output
+    pd.testing.assert_frame_equal(_table(crm, schema.lead_scores).sort_values("lead_id", ignore_index=True), before)
+    runs = _table(crm, schema.scoring_runs)
+    latest = runs[runs["id"] != first.run_id].iloc[0]
+    assert latest["status"] == "held" and latest["written"] == 0
+    drift = json.loads(latest["drift"]) if isinstance(latest["drift"], str) else latest["drift"]
+    assert drift["status"] == "hold"
+    forced = score_crm(crm, _options(store, allow_drift=True))
+    assert forced.status == "complete" and forced.written > 0
+
+
+def test_a_small_undrifted_batch_raises_no_false_alarm(crm_url, store):
+    engine = connect(crm_url, writable=True)
+    simulate_into_crm(engine, SimulationConfig(leads=150, seed=13, months=24))
+    report = score_crm(engine, _options(store))
+    assert 30 < report.scored < 150
+    assert report.status == "complete" and report.drift["status"] != "hold"
+    engine.dispose()
