@@ -22,7 +22,6 @@ from leadscore.files import write_text
 from leadscore.models import plots
 from leadscore.models.explain import Explainer
 from leadscore.models.importance import family_shares, importance_table, with_rank_change
-from leadscore.models.scoring import Scorer
 from leadscore.pipelines.registry import CHAMPION, DEFAULT_MODEL_NAME, register_challenger, version_by_alias
 from leadscore.pipelines.registry import Decision, load_model, promote, rollback  # noqa: F401  (the demo and notebooks import them from here)
 from leadscore.pipelines.runs import process_tags
@@ -126,7 +125,7 @@ def log_training(
     """
     experiment_id = prepare_store(uri)
     mlflow = mlflow_at(uri)
-    from mlflow.models import infer_signature
+    from leadscore.models.pyfunc import MODEL_ARTIFACT, model_signature
 
     model = result.model
     with progress.task("Logging to MLflow", total=3) as advance:
@@ -150,14 +149,12 @@ def log_training(
                 advance(1)
                 with open(scratch / "model.pkl", "wb") as handle:
                     pickle.dump(model, handle)
-                example = model.raw_input(result.held_out.head(5))
                 info = mlflow.pyfunc.log_model(
                     name="model",
                     python_model=str(Path(__file__).resolve().parent.parent / "models" / "pyfunc_code.py"),
-                    artifacts={"model": str(scratch / "model.pkl")},
-                    signature=infer_signature(example, Scorer(model).score(example, explain=False),
-                                              params={"explain": False}),
-                    input_example=example,
+                    artifacts={MODEL_ARTIFACT: str(scratch / "model.pkl")},
+                    signature=model_signature(model),
+                    input_example=model.raw_input(result.held_out.head(5)),
                     pip_requirements=_requirements(),
                 )
                 advance(1)
