@@ -217,9 +217,24 @@ CLEAN_SCORING = """
     mlflow.set_tracking_uri(sys.argv[1])
     model = mlflow.pyfunc.load_model(sys.argv[2])
     model.predict(pd.read_csv(sys.argv[3])).to_parquet(sys.argv[4])
+    import ast
     import leadscore
 
-    print(json.dumps({"leadscore": leadscore.__file__, "distributions": sorted(distributions() - with_mlflow)}))
+    imported_by_leadscore = {}  # top-level name: the distributions that install it (mlflow has three)
+    for name, module in list(sys.modules.items()):
+        if name.partition(".")[0] == "leadscore":
+            for node in ast.walk(ast.parse(open(module.__file__).read())):
+                if isinstance(node, ast.Import):
+                    tops = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and not node.level:
+                    tops = [node.module]
+                else:
+                    continue
+                imported_by_leadscore.update({top.partition(".")[0]: owners[top.partition(".")[0]] for top in tops
+                                              if top.partition(".")[0] in owners})
+    print(json.dumps({"leadscore": leadscore.__file__, "distributions": sorted(distributions() - with_mlflow),
+                      "imported_by_leadscore": {top: sorted(owners) for top, owners in imported_by_leadscore.items()
+                                                if top != "leadscore"}}))
 """
 
 
@@ -243,11 +258,14 @@ def test_a_clean_environment_loads_the_registered_model_and_scores_alike(trained
     assert scored["lead"].tolist() == expected["lead"].tolist()
     np.testing.assert_allclose(scored["probability"], expected["probability"], rtol=0, atol=1e-12)
 
-    # Every distribution that loading and scoring imported, beyond those importing MLflow had already loaded (some
-    # of them optional: psutil, tqdm), comes with the model's requirements.
-    provided = _with_dependencies(Requirement(line).name for line in _requirements(trained))
+    # Every distribution leadscore's loaded modules import is pinned; every one loading and scoring imported, beyond
+    # those importing MLflow had already loaded (some of them optional: psutil, tqdm), comes with the pins.
+    pinned = {canonicalize_name(Requirement(line).name) for line in _requirements(trained)}
+    unpinned = {top: owners for top, owners in report["imported_by_leadscore"].items()
+                if not pinned & {canonicalize_name(owner) for owner in owners}}
+    assert unpinned == {}
     imported = {canonicalize_name(name) for name in report["distributions"]} - {"leadscore"}
-    assert imported - provided == set()
+    assert imported - _with_dependencies(pinned) == set()
 
 
 def test_the_bundle_has_the_same_layout_from_an_installed_copy(trained, clean_python, tmp_path):
