@@ -87,10 +87,10 @@ class LeadScoringModel:
         return self.calibrator.predict(self.margin(frame))
 
     def raw_input(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The lead id and the model's input columns as MLflow's signature describes them: numbers as doubles,
-        categories as text.
+        """The lead id and the model's input columns as a JSON request carries them (numbers as doubles,
+        categories as text, missing values as None): the logged model's input example.
 
-        Doubles, because an integer column cannot hold the missing values scoring will meet.
+        The model reads any dtype a CRM export holds; the example only has to survive MLflow's JSON round trip.
         """
         kinds = {c: float if self.registry[c].kind == "numeric" else object for c in self.features}
         columns = frame[self.features].astype(kinds)

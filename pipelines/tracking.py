@@ -13,6 +13,7 @@ import pickle
 import re
 import tempfile
 from dataclasses import asdict, dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from leadscore.files import write_text
 from leadscore.models import plots
 from leadscore.models.explain import Explainer
 from leadscore.models.importance import family_shares, importance_table, with_rank_change
-from leadscore.models.scoring import Scorer
+from leadscore.pipelines import bundle
 from leadscore.pipelines.registry import CHAMPION, DEFAULT_MODEL_NAME, register_challenger, version_by_alias
 from leadscore.pipelines.registry import Decision, load_model, promote, rollback  # noqa: F401  (the demo and notebooks import them from here)
 from leadscore.pipelines.runs import process_tags
@@ -98,14 +99,6 @@ def write_report_files(result: TrainingResult, folder: Path) -> dict[str, Path]:
     return files
 
 
-def _requirements() -> list[str]:
-    """What loading the model needs, pinned to this environment; declaring them spares MLflow a slow probe."""
-    from importlib.metadata import version
-
-    packages = ("leadscore", "lightgbm", "scikit-learn", "pandas", "numpy", "pyarrow", "mlflow", "numba")
-    return [f"{package}=={version(package)}" for package in packages]
-
-
 def _plain(value):
     if isinstance(value, (np.integer, np.floating)):
         return value.item()
@@ -126,7 +119,7 @@ def log_training(
     """
     experiment_id = prepare_store(uri)
     mlflow = mlflow_at(uri)
-    from mlflow.models import infer_signature
+    from leadscore.models.pyfunc import MODEL_ARTIFACT, model_signature
 
     model = result.model
     with progress.task("Logging to MLflow", total=3) as advance:
@@ -150,15 +143,14 @@ def log_training(
                 advance(1)
                 with open(scratch / "model.pkl", "wb") as handle:
                     pickle.dump(model, handle)
-                example = model.raw_input(result.held_out.head(5))
                 info = mlflow.pyfunc.log_model(
                     name="model",
-                    python_model=str(Path(__file__).resolve().parent.parent / "models" / "pyfunc_code.py"),
-                    artifacts={"model": str(scratch / "model.pkl")},
-                    signature=infer_signature(example, Scorer(model).score(example, explain=False),
-                                              params={"explain": False}),
-                    input_example=example,
-                    pip_requirements=_requirements(),
+                    python_model=str(resources.files("leadscore.models") / "pyfunc_code.py"),
+                    artifacts={MODEL_ARTIFACT: str(scratch / "model.pkl")},
+                    code_paths=[str(bundle.code_folder(scratch / "code"))],
+                    signature=model_signature(model),
+                    input_example=model.raw_input(result.held_out.head(5)),
+                    pip_requirements=bundle.requirements(),
                 )
                 advance(1)
             held_out = result.evaluation.metrics.loc["leadscore model"]

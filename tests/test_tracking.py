@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from leadscore.cli import app
 from leadscore.errors import LeadscoreError
 from leadscore.features.flat import ColumnRoles, flat_feature_table
+from leadscore.models.scoring import EXPLANATION_COLUMNS, Scorer
 from leadscore.pipelines import registry, tracking
 from leadscore.pipelines.predict import predict_file
 from leadscore.pipelines.store import prepare_store
@@ -72,10 +73,17 @@ def test_the_logged_pyfunc_is_the_trained_model(table, store):
     result = _train(table)
     logged = tracking.log_training(result, "leads", store)
     import mlflow
+    from mlflow.types.schema import AnyType, DataType
 
     pyfunc = mlflow.pyfunc.load_model("models:/leads@challenger")
-    inputs = {entry.name: entry.type.name for entry in pyfunc.metadata.signature.inputs}
-    assert inputs == {"lead": "string", "visits": "double", "source": "string", "region": "string"}
+    signature = pyfunc.metadata.signature
+    assert signature.inputs is None  # the model reads every dtype itself (models/pyfunc.py says why)
+    outputs = {entry.name: entry for entry in signature.outputs.inputs}
+    assert list(outputs) == Scorer(result.model).columns(explain=True)
+    assert isinstance(outputs["lead"].type, AnyType) and outputs["probability"].type == DataType.double
+    assert {name for name, entry in outputs.items() if not entry.required} == set(EXPLANATION_COLUMNS)
+    assert signature.params.to_dict() == [{"name": "explain", "type": "boolean", "default": False, "shape": None}]
+    assert list(pyfunc.input_example.columns) == ["lead", *result.model.features]
     raw = result.model.raw_input(table.frame.head(50))
     plain = pyfunc.predict(raw)
     assert list(plain.columns) == ["lead", "probability", "tier", "unseen"]
