@@ -39,7 +39,7 @@ PACKAGES = (
 INSTALLED_SUFFIXES = (".py", ".yaml")
 # The distributions that importing leadscore.models.pyfunc and unpickling a model load (tests/test_pyfunc.py
 # checks them in an environment without leadscore). Scoring needs no database driver, CLI or plotting library.
-SCORING_DISTRIBUTIONS = ("mlflow", "numpy", "pandas", "pyarrow", "scikit-learn", "lightgbm", "numba", "rich")
+SCORING_DISTRIBUTIONS = ("mlflow", "numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "lightgbm", "numba", "rich")
 
 
 def code_folder(parent: Path) -> Path:
