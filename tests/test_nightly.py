@@ -86,7 +86,10 @@ def test_the_first_run_writes_one_row_per_open_lead_and_a_rerun_writes_nothing(c
 
 def test_a_later_run_says_why_each_score_changed_and_keeps_history_for_material_changes(crm, store):
     score_crm(crm, _options(store))
-    later = score_crm(crm, _options(store, as_of=LATER, history_points=1.0))
+    # The simulated CRM receives no activity after AS_OF, so twenty days later engagement has
+    # collapsed and drift rightly holds the run; this test is about what a later run writes.
+    later = score_crm(crm, _options(store, as_of=LATER, history_points=1.0, allow_drift=True))
+    assert later.status == "complete" and later.drift["status"] == "hold"
     scores = _table(crm, schema.lead_scores).set_index("lead_id")
     moved = scores[scores["trend"].isin(["rising", "falling"])]
     assert len(moved) > 20 and later.written > later.history_rows > 0
@@ -123,7 +126,9 @@ def test_a_crm_of_an_earlier_leadscore_is_refused_until_crm_init_append_adds_the
     with pytest.raises(LeadscoreError, match=r"lacks the tables .*scoring_runs.*lead_scores's columns .*crm init --append"):
         score_crm(engine, _options(store))
     assert runner.invoke(app, ["crm", "init", "--crm", str(tmp_path / "crm.db"), "--append"]).exit_code == 0
-    assert score_crm(engine, _options(store, as_of=datetime(2024, 12, 1))).status == "complete"
+    # A 12-month CRM holds younger leads than the 24-month training history: drift would hold the run.
+    upgraded = score_crm(engine, _options(store, as_of=datetime(2024, 12, 1), allow_drift=True))
+    assert upgraded.status == "complete" and upgraded.written == upgraded.scored > 0
 
 
 def test_a_model_the_crm_cannot_feed_or_cannot_find_stops_the_job_before_any_write(crm, store, tmp_path):
