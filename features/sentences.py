@@ -35,13 +35,31 @@ def describe(spec: FeatureSpec, value: Any) -> str:
     >>> describe(spec, None)
     'Website visits: unknown'
     """
-    templates = PLAIN_SENTENCE | (spec.sentence or {})
-    if pd.isna(value):
-        return templates["missing"].format(label=spec.label)
-    if "digits" in templates and isinstance(value, numbers.Real):
-        value = round(float(value), int(templates["digits"]))
-    written = readable_number(value) if isinstance(value, numbers.Real | np.bool_) else str(value)
-    return templates.get(written, templates["value"]).format(label=spec.label, value=written)
+    return Phrasing(spec)(value)
+
+
+class Phrasing:
+    """``describe`` for one feature, its templates merged once: the nightly job phrases millions of values."""
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        self.label = spec.label
+        self.templates = PLAIN_SENTENCE | (spec.sentence or {})
+        self.digits = int(self.templates["digits"]) if "digits" in self.templates else None
+        self.missing = self.templates["missing"].format(label=spec.label)
+
+    def __call__(self, value: Any) -> str:
+        kind = type(value)
+        # Plain Python values (what reasons hold) skip pandas' generic missing-value test.
+        if value is None or (kind is float and value != value) or (kind not in PLAIN and pd.isna(value)):
+            return self.missing
+        if self.digits is not None and isinstance(value, numbers.Real):
+            value = round(float(value), self.digits)
+        written = readable_number(value) if kind in NUMBERS or isinstance(value, numbers.Real | np.bool_) else str(value)
+        return self.templates.get(written, self.templates["value"]).format(label=self.label, value=written)
+
+
+PLAIN = (float, int, str, bool)
+NUMBERS = (float, int, bool)
 
 
 def readable_number(number: float) -> str:

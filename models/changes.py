@@ -19,10 +19,15 @@ model's.
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as quoted
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
 
 MOVING = 0.05  # points: a field whose share of the change is smaller than this is not named
 TOP_CHANGES = 3
@@ -120,9 +125,100 @@ def _points(points: float, signed: bool = False) -> str:
 
 
 def field_log_odds_json(log_odds: np.ndarray, fields: list[str]) -> list[str]:
-    """Each row's fields with their log-odds, as JSON, leaving out the ones that round to zero."""
-    keys = [f"{json.dumps(field)}:" for field in fields]
-    rounded = np.round(log_odds, 5)
+    """Each row's fields with their log-odds, as JSON, leaving out the ones that round to zero.
+
+    Arrow writes and joins the numbers in C, a field at a time over every row: several times faster than a
+    Python loop over each row's fields, which took seconds for a million leads.
+    """
+    rounded = np.round(np.asarray(log_odds, dtype=float).reshape(len(log_odds), len(fields)), 5)
     rounded[~np.isfinite(rounded)] = 0.0
-    return ["{" + ",".join(key + repr(value) for key, value in zip(keys, row) if value != 0.0) + "}"
-            for row in rounded.tolist()]
+    if not len(fields):
+        return ["{}"] * len(rounded)
+    # Each present entry ends with its comma, trimmed off the last one. (Arrow 25's null_handling="skip" drops
+    # a row whose entries are all null instead of joining it to "", so absent entries are replaced, not skipped.)
+    entries = [
+        pc.binary_join_element_wise(f"{json.dumps(field)}:",
+                                    pc.cast(pa.array(rounded[:, position], mask=rounded[:, position] == 0.0), pa.string()),
+                                    ",", "")
+        for position, field in enumerate(fields)
+    ]
+    joined = pc.utf8_rtrim(pc.binary_join_element_wise(*entries, "", null_handling="replace", null_replacement=""),
+                           characters=",")
+    texts = pc.binary_join_element_wise("{", joined, "}", "").to_pylist()
+    if len(texts) != len(rounded):
+        raise AssertionError(f"field log-odds: {len(texts)} texts for {len(rounded)} rows")
+    return texts
+
+
+def field_matrix(stored, fields: list[str]) -> np.ndarray:
+    """Stored field log-odds (JSON text, a dict, or nothing per lead) as a (leads, fields) matrix of floats.
+
+    A field a lead's text leaves out rounded to zero when it was written, and reads 0. Arrow parses the
+    texts in C: a million of them in about a second, where ``json.loads`` one at a time takes ten.
+    """
+    lines = [text if isinstance(text, str) and text else json.dumps(text) if isinstance(text, dict) else "{}"
+             for text in stored]
+    if not lines or not fields:
+        return np.zeros((len(lines), len(fields)))
+    schema = pa.schema([(field, pa.float64()) for field in fields])
+    table = pa_json.read_json(
+        io.BytesIO("\n".join(lines).encode()),
+        read_options=pa_json.ReadOptions(block_size=1 << 24),
+        parse_options=pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
+    )
+    if table.num_rows != len(lines):
+        raise AssertionError(f"field log-odds: {table.num_rows} rows read from {len(lines)} texts")
+    columns = [table.column(field).to_numpy(zero_copy_only=False) for field in fields]
+    return np.nan_to_num(np.column_stack(columns).astype(float), nan=0.0)
+
+
+def describe_changes(
+    probability: np.ndarray,
+    tier: np.ndarray,
+    now: np.ndarray,
+    previous_probability: np.ndarray,
+    previous_tier: np.ndarray,
+    before: np.ndarray,
+    fields: list[str],
+    version: str,
+    labels: dict[str, str],
+    threshold_points: float,
+) -> tuple[list[str], list[str], list[str], np.ndarray]:
+    """``describe_change`` for many leads whose last score came from this same model, which is every lead on
+    most nights: (trends, the changes as JSON, their sentences, which are material).
+
+    ``now`` and ``before`` are the leads' field log-odds as (leads, fields) matrices (see ``field_matrix``).
+    The shares and their order are computed for all leads at once; only the named terms of each lead are
+    written one lead at a time.
+    """
+    moved = 100.0 * (np.asarray(probability, dtype=float) - np.asarray(previous_probability, dtype=float))
+    trends = np.where(moved >= threshold_points, "rising", np.where(moved <= -threshold_points, "falling", "steady"))
+    material = (np.asarray(tier) != np.asarray(previous_tier)) | (np.abs(moved) >= threshold_points)
+    changes = np.asarray(now, dtype=float) - np.asarray(before, dtype=float)
+    margin = changes.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shares = np.where(np.abs(margin)[:, None] < 1e-9, 0.0, moved[:, None] * changes / margin[:, None])
+    # _strongest's order: terms in the change's direction first, then the largest, then by name.
+    aligned = np.where(moved >= 0, 1.0, -1.0)[:, None] * shares > 0
+    group = np.where(np.abs(shares) >= MOVING, np.where(aligned, 0, 1), 2)
+    names = np.broadcast_to(np.argsort(np.argsort(np.array(fields, dtype=object))), shares.shape)
+    order = np.lexsort((names, -np.abs(shares), group), axis=1)[:, :TOP_CHANGES]
+    chosen = np.take_along_axis(shares, order, axis=1)
+    named = np.take_along_axis(group, order, axis=1) < 2
+    field_text = {field: quoted(field) for field in fields}
+    label_text = {field: quoted(_label(field, labels, version)) for field in fields}
+    data, texts = [], []
+    for row, (points, change, before_probability, before_tier) in enumerate(
+        zip(moved.tolist(), chosen.tolist(), np.asarray(previous_probability, dtype=float).tolist(),
+            np.asarray(previous_tier).tolist())
+    ):
+        terms = [(fields[column], share) for column, share, kept in zip(order[row].tolist(), change, named[row].tolist())
+                 if kept]
+        # json.dumps of describe_change's data, written out: it took half of this loop's time.
+        listed = ", ".join(f'{{"field": {field_text[field]}, "label": {label_text[field]}, "points": {round(share, 2)!r}}}'
+                           for field, share in terms)
+        data.append(f'{{"points": {round(points, 2)!r}, "previous_probability": {before_probability!r}, '
+                    f'"previous_tier": {quoted(before_tier)}, "previous_model_version": {quoted(str(version))}, '
+                    f'"terms": [{listed}]}}')
+        texts.append(_sentence(points, terms, labels, version, False))
+    return trends.tolist(), data, texts, material

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.features.registry import FeatureRegistry
-from leadscore.features.sentences import describe
+from leadscore.features.sentences import Phrasing
 from leadscore.models.explain import TOP_REASONS, Explanations, business_fields, first_of_each
 
 # A value training never saw is scored like the rare ones; its reason must not read as learned.
@@ -62,6 +62,7 @@ class ReasonWriter:
         self.features = features
         self.fields, self.field_index = business_fields(registry, features)
         self.specs = [registry[name] for name in features]
+        self.phrasings = [Phrasing(spec) for spec in self.specs]
         field_specs = [self.specs[first] for first in first_of_each(self.field_index)]
         # The parts of a reason that depend on its field or feature only, encoded once.
         self.field_head = [f'{{"field":{quoted(field)},' for field in self.fields]
@@ -71,6 +72,7 @@ class ReasonWriter:
         self.feature_head = [f'{{"feature":{quoted(spec.name)},"label":{quoted(spec.label)},' for spec in self.specs]
         self.feature_name = [quoted(spec.name) for spec in self.specs]
         self.labels = field_labels(registry, features)
+        self.quoted_fields = [quoted(field) for field in self.fields]
 
     def write(self, explanations: Explanations, frame: pd.DataFrame, unseen: np.ndarray | None = None):
         """(reasons as JSON per row, the top three sentences for per row, the labels that carried each row)."""
@@ -83,6 +85,7 @@ class ReasonWriter:
         sentences: dict[tuple[int, object, bool], str] = {}
         scale = explanations.points_per_log_odds
         sides = []
+        # Every number is written as text for the whole batch at once; the loop below only joins pieces.
         for top, log_odds, members, member_log_odds in (
             (explanations.top_for, explanations.top_for_log_odds, explanations.top_for_features,
              explanations.top_for_feature_log_odds),
@@ -91,12 +94,16 @@ class ReasonWriter:
         ):
             points = log_odds * scale[:, None]
             member_points = member_log_odds * scale[:, None, None]
-            sides.append((top.tolist(), np.round(log_odds, 6).tolist(), np.round(points, 4).tolist(), points.tolist(),
-                          members.tolist(), np.round(member_log_odds, 6).tolist(), np.round(member_points, 4).tolist()))
-        new = unseen if unseen is not None else None
+            sides.append((top.tolist(), json_numbers(np.round(log_odds, 6)).tolist(),
+                          json_numbers(np.round(points, 4)).tolist(), points_text(points).tolist(), members.tolist(),
+                          json_numbers(np.round(member_log_odds, 6)).tolist(),
+                          json_numbers(np.round(member_points, 4)).tolist()))
+        new = unseen
         texts, tops = [], []
         carried = [[self.labels[self.fields[i]] for i in row if i >= 0] for row in explanations.carried_by.tolist()]
-        tiers = explanations.tier.tolist()
+        tiers = [quoted(str(tier)) for tier in explanations.tier.tolist()]
+        carriers_of = [",".join(self.quoted_fields[i] for i in row if i >= 0)
+                       for row in explanations.carried_by.tolist()]
         for row in range(len(explanations)):
             parts, firsts = [], []
             for side, (top, log_odds, points, exact, members, member_log_odds, member_points) in enumerate(sides):
@@ -117,31 +124,48 @@ class ReasonWriter:
                         key = (index, value, is_new)
                         sentence = sentences.get(key)
                         if sentence is None:
-                            sentence = sentences[key] = describe(self.specs[index], value) + (NEW_TO_THE_MODEL if is_new else "")
+                            sentence = sentences[key] = self.phrasings[index](value) + (NEW_TO_THE_MODEL if is_new else "")
                         words.append(sentence if not words else _lower_first(sentence))
                         encoded = encoded_values.get((index, value))
                         if encoded is None:
-                            encoded = encoded_values[(index, value)] = json.dumps(value, ensure_ascii=False)
+                            encoded = encoded_values[(index, value)] = _json_value(value)
                         if not shown:
                             first_value = value
                             first = (self.feature_name[index], encoded)
-                        shown.append(f'{self.feature_head[index]}"value":{encoded},"log_odds":{_number(share)},'
-                                     f'"points":{_number(share_points)}{UNSEEN_FLAG if is_new else ""}}}')
-                    said = f"{'; '.join(words)} ({format_points(exact[row][slot])})"
+                        shown.append(f'{self.feature_head[index]}"value":{encoded},"log_odds":{share},'
+                                     f'"points":{share_points}{UNSEEN_FLAG if is_new else ""}}}')
+                    said = f"{'; '.join(words)} ({exact[row][slot]})"
                     feature, value_text = first if shown else (quoted(self.field_name[field]), "null")
                     reasons.append(
                         f'{self.field_head[field]}"feature":{feature},{self.field_tail[field]}"value":{value_text},'
-                        f'"log_odds":{_number(log_odds[row][slot])},"points":{_number(points[row][slot])},'
+                        f'"log_odds":{log_odds[row][slot]},"points":{points[row][slot]},'
                         f'"sentence":{quoted(said)},"features":[{",".join(shown)}]}}'
                     )
                     if side == 0:
                         firsts.append(said)
                 parts.append(",".join(reasons))
-            carriers = ",".join(quoted(self.fields[i]) for i in explanations.carried_by[row] if i >= 0)
-            texts.append(f'{{"for":[{parts[0]}],"against":[{parts[1]}],"tier":{quoted(str(tiers[row]))},'
-                         f'"carried_by":[{carriers}]}}')
+            texts.append(f'{{"for":[{parts[0]}],"against":[{parts[1]}],"tier":{tiers[row]},'
+                         f'"carried_by":[{carriers_of[row]}]}}')
             tops.append(firsts)
         return texts, tops, carried
+
+
+def json_numbers(numbers: np.ndarray) -> np.ndarray:
+    """Floats as JSON writes them (repr), NaN and infinities as null, for a whole array at once."""
+    text = np.array(list(map(repr, numbers.ravel().tolist())), dtype=object).reshape(numbers.shape)
+    text[~np.isfinite(numbers)] = "null"
+    return text
+
+
+def points_text(points: np.ndarray) -> np.ndarray:
+    """``format_points`` of every element."""
+    size = np.abs(points)
+    digits = np.where(size >= 9.95, 0, np.where(size >= 0.095, 1, 2))
+    text = np.empty(points.shape, dtype=object)
+    for count in (0, 1, 2):
+        chosen = digits == count
+        text[chosen] = [f"{value:+.{count}f} pts" for value in points[chosen].tolist()]
+    return text
 
 
 def reason_records(
@@ -175,7 +199,14 @@ def explanation_columns(
         columns[f"reason_{k + 1}"] = [sentences[k] if len(sentences) > k else "" for sentences in tops]
     columns["tier_reasons"] = [", ".join(labels) for labels in carried]
     columns["reasons"] = texts
-    return pd.DataFrame(columns, index=frame.index)
+    return pd.DataFrame(text_as_objects(columns, frame.index), index=frame.index)
+
+
+def text_as_objects(columns: dict, index: pd.Index | None = None) -> dict:
+    """Lists and object arrays as object Series: pandas 3 would copy every string into Arrow memory, which for a
+    million JSON texts costs seconds and gains nothing (they are written out, not computed on)."""
+    return {name: pd.Series(values, index=index, dtype=object) if isinstance(values, list) or getattr(values, "dtype", None) == object
+            else values for name, values in columns.items()}
 
 
 @contextmanager
@@ -192,9 +223,18 @@ def _collector_paused():
             gc.enable()
 
 
-def _number(value: float) -> str:
-    """A float as JSON writes it (repr), NaN as null, which JSON has no other word for."""
-    return repr(value) if math.isfinite(value) else "null"
+def _json_value(value) -> str:
+    """A plain value (see ``_plain_column``) as ``json.dumps`` writes it, without its generic dispatch."""
+    kind = type(value)
+    if kind is str:
+        return quoted(value)
+    if value is None:
+        return "null"
+    if kind is int:
+        return str(value)
+    if kind is float and math.isfinite(value):
+        return repr(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _absent(value) -> bool:
@@ -217,6 +257,14 @@ def _plain_column(values: pd.Series) -> list:
         plain = numbers.astype(object)
         plain[whole] = numbers[whole].astype(np.int64).tolist()
         plain[np.isnan(numbers)] = None
+        return plain.tolist()
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        # Each level made plain once; code -1 (missing) reads the appended None.
+        levels = [_plain(level) for level in values.cat.categories.tolist()] + [None]
+        return np.array(levels, dtype=object)[values.cat.codes.to_numpy()].tolist()
+    if isinstance(values.dtype, pd.StringDtype):
+        plain = values.to_numpy(dtype=object)
+        plain[values.isna().to_numpy()] = None
         return plain.tolist()
     return [_plain(value) for value in values.astype(object).tolist()]
 

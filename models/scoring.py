@@ -21,7 +21,7 @@ import pandas as pd
 from leadscore.errors import LeadscoreError
 from leadscore.models.changes import field_log_odds_json
 from leadscore.models.explain import Explainer
-from leadscore.models.reasons import ReasonWriter, explanation_columns
+from leadscore.models.reasons import ReasonWriter, explanation_columns, text_as_objects
 from leadscore.models.model import LeadScoringModel
 from leadscore.progress import Progress
 
@@ -84,7 +84,7 @@ class Scorer:
             scored["tier"] = (model.tiers.assign(probability) if model.tiers is not None
                               else np.full(len(frame), "none", dtype=object))
         scored["unseen"] = unseen_text(frame, model.features, unseen)
-        return pd.DataFrame(scored)
+        return pd.DataFrame(text_as_objects(scored))
 
 
 def score_leads(model: LeadScoringModel, leads: pd.DataFrame, **options) -> pd.DataFrame:
