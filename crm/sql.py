@@ -10,7 +10,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from leadscore.crm import schema
-from leadscore.crm.bulk import epoch_seconds, read_frame
+from leadscore.crm.bulk import ArrowReader, epoch_seconds
 from leadscore.crm.conform import conform
 from leadscore.crm.database import require_crm_tables
 from leadscore.crm.history import PROFILE_COLUMNS, CrmHistory, sort_by_lead_and_time
@@ -53,39 +53,38 @@ def load_history(
             connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
             for table in (leads_t, activities_t, stages_t)
         }
-        with progress.task("Reading leads", total=counts["leads"]) as advance:
-            leads = read_frame(
-                connection,
-                only_wanted(
-                    sa.select(
+        with ArrowReader(connection) as reader:
+            with progress.task("Reading leads", total=counts["leads"]) as advance:
+                leads = reader.read(
+                    only_wanted(
+                        sa.select(
+                            leads_t.c.id,
+                            epoch_seconds(leads_t.c.created_at).label("created_at"),
+                            *(leads_t.c[name] for name in PROFILE_COLUMNS),
+                        ),
                         leads_t.c.id,
-                        epoch_seconds(leads_t.c.created_at).label("created_at"),
-                        *(leads_t.c[name] for name in PROFILE_COLUMNS),
                     ),
-                    leads_t.c.id,
-                ),
-                categorical=PROFILE_COLUMNS,
-                advance=advance,
+                    categorical=PROFILE_COLUMNS,
+                    advance=advance,
+                )
+            statement = sa.select(
+                activities_t.c.lead_id, epoch_seconds(activities_t.c.occurred_at).label("occurred_at"), activities_t.c.type
             )
-        statement = sa.select(
-            activities_t.c.lead_id, epoch_seconds(activities_t.c.occurred_at).label("occurred_at"), activities_t.c.type
-        )
-        if activities_before is not None:
-            statement = statement.where(activities_t.c.occurred_at < activities_before)
-        with progress.task("Reading activities", total=None if by_id else counts["activities"]) as advance:
-            activities = read_frame(connection, only_wanted(statement, activities_t.c.lead_id), categorical=("type",),
-                                    advance=advance)
-        with progress.task("Reading stage changes", total=None if by_id else counts["stage_changes"]) as advance:
-            stage_changes = read_frame(
-                connection,
-                only_wanted(
-                    sa.select(stages_t.c.lead_id, stages_t.c.stage,
-                              epoch_seconds(stages_t.c.changed_at).label("changed_at")),
-                    stages_t.c.lead_id,
-                ),
-                categorical=("stage",),
-                advance=advance,
-            )
+            if activities_before is not None:
+                statement = statement.where(activities_t.c.occurred_at < activities_before)
+            with progress.task("Reading activities", total=None if by_id else counts["activities"]) as advance:
+                activities = reader.read(only_wanted(statement, activities_t.c.lead_id), categorical=("type",),
+                                         advance=advance)
+            with progress.task("Reading stage changes", total=None if by_id else counts["stage_changes"]) as advance:
+                stage_changes = reader.read(
+                    only_wanted(
+                        sa.select(stages_t.c.lead_id, stages_t.c.stage,
+                                  epoch_seconds(stages_t.c.changed_at).label("changed_at")),
+                        stages_t.c.lead_id,
+                    ),
+                    categorical=("stage",),
+                    advance=advance,
+                )
         costs = pd.read_sql(sa.select(costs_t), connection)
         as_of = _latest_moment(connection)
         leads, activities, stage_changes, notes = conform(

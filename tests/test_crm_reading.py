@@ -170,3 +170,20 @@ def test_a_database_without_leadscore_s_tables_is_named_with_the_fix(crm_url):
         connection.execute(sa.text("CREATE TABLE invoices (id INTEGER PRIMARY KEY)"))
     with pytest.raises(LeadscoreError, match=r"holds no leadscore CRM tables .*`leadscore crm init`.*`leadscore simulate`"):
         load_history(engine)
+
+
+def test_sqlite_read_through_arrow_gives_the_history_the_sqlite3_driver_gives(tmp_path, monkeypatch):
+    from leadscore.crm import bulk
+    from leadscore.pipelines.simulate import simulate_into_crm
+
+    engine = connect(str(tmp_path / "crm.db"), writable=True)
+    simulate_into_crm(engine, SimulationConfig(leads=400, seed=9, months=6))
+    with engine.connect() as connection, bulk.ArrowReader(connection) as reader:
+        assert reader.arrow is not None  # the fast path is taken, not silently skipped
+    arrow = load_history(engine, activities_before=CUTOFF)
+    monkeypatch.setattr(bulk.ArrowReader, "_arrow_table", lambda self, statement: None)
+    driver = load_history(engine, activities_before=CUTOFF)
+    for name in ("leads", "activities", "stage_changes"):
+        pd.testing.assert_frame_equal(getattr(arrow, name), getattr(driver, name), check_categorical=False, obj=name)
+        assert len(getattr(arrow, name)) > 0
+    assert arrow.as_of == driver.as_of and arrow.notes == driver.notes
