@@ -638,6 +638,9 @@ def score(
         bool, typer.Option("--wait", help="When another scoring job holds the CRM, wait for it instead of exiting 4.")
     ] = False,
     map_stage: MapStageOption = None,
+    workers: Annotated[
+        int, typer.Option(help="Processes explaining leads at once; 0: one per core this job may use.", min=0)
+    ] = 0,
 ) -> None:
     """Score every open lead of the CRM and write probability, tier and reasons back: the nightly job.
 
@@ -651,7 +654,7 @@ def score(
 
     options = ScoringOptions(
         model_uri=model, tracking_uri=tracking_uri, as_of=_moment(as_of, "--as-of"), allow_drift=allow_drift,
-        dry_run=dry_run, history_points=history_points, wait=wait, stage_map=_stage_map(map_stage),
+        dry_run=dry_run, history_points=history_points, wait=wait, stage_map=_stage_map(map_stage), workers=workers,
     )
     try:
         with _engine(crm, writable=not dry_run) as engine, for_console(errors if as_json else console) as progress:

@@ -39,13 +39,15 @@ from leadscore.features.build import build_features
 from leadscore.features.crm_features import CRM_FEATURES
 from leadscore.features.snapshots import open_leads_at
 from leadscore.features.timeline import unknown_activity_types
-from leadscore.models.changes import describe_change
-from leadscore.models.reasons import field_labels
+from leadscore.models.changes import describe_change, describe_changes, field_matrix
+from leadscore.models.explain import business_fields
+from leadscore.models.reasons import field_labels, text_as_objects
 from leadscore.models.scoring import Scorer
 from leadscore.pipelines.registry import ResolvedModel, resolve_model
 from leadscore.progress import Progress
+from leadscore.serve.workers import ChunkScorer, available_cores
 
-CHUNK_ROWS = 100_000
+CHUNK_ROWS = 50_000
 SCORE_COLUMNS = ("lead_id", "probability", "tier", "fit_score", "engagement_score", "reasons", "reason_text",
                  "field_log_odds", "trend", "change", "change_text", "unseen", "model_name", "model_version", "run_id",
                  "feature_schema", "scored_at")
@@ -62,6 +64,7 @@ class ScoringOptions:
     history_points: float = 1.0  # a probability move of this many points or more goes to the history
     wait: bool = False
     stage_map: dict[str, str] = field(default_factory=dict)
+    workers: int = 0  # processes explaining chunks at once; 0: one per available core
 
 
 @dataclass
@@ -167,10 +170,13 @@ def _run(engine, resolved: ResolvedModel, options: ScoringOptions, as_of: dateti
     with engine.connect() as connection:
         previous = crm_scores.previous_scores(connection) if not options.dry_run or _has_scores(connection) else None
     writer = _ChunkWriter(engine, resolved, options, report, previous)
-    with progress.task("Explaining and writing scores", total=len(features)) as advance, writer:
-        for start in range(0, len(features), CHUNK_ROWS):
-            chunk = features.iloc[start:start + CHUNK_ROWS]
-            writer.write(chunk)
+    # Workers take seconds to start: a job of one chunk explains it here.
+    workers = 1 if len(features) <= CHUNK_ROWS else options.workers or available_cores()
+    chunks = (features.iloc[start:start + CHUNK_ROWS] for start in range(0, len(features), CHUNK_ROWS))
+    with progress.task("Explaining and writing scores", total=len(features)) as advance, writer, \
+            ChunkScorer(model, workers, explain=True, fields=True, source="the CRM") as scorer:
+        for chunk, scored in scorer.scored(chunks):
+            writer.write(chunk, scored)
             advance(len(chunk))
     if report.status == "running":
         report.status = "complete"
@@ -206,7 +212,7 @@ class _ChunkWriter:
                  previous: pd.DataFrame | None) -> None:
         self.engine, self.resolved, self.options, self.report = engine, resolved, options, report
         self.previous = previous
-        self.scorer = Scorer(resolved.model)
+        self.fields = business_fields(resolved.model.registry, resolved.model.features)[0]
         self.labels = field_labels(resolved.model.registry, resolved.model.features)
         self.schema_hash = str(resolved.model.summary.get("fingerprint", {}).get("schema_hash", ""))[:16]
         self.earlier_scorers: dict[tuple[str, str], Scorer | None] = {}
@@ -242,8 +248,7 @@ class _ChunkWriter:
                 self.pending.task_done()
         self.pending.task_done()
 
-    def write(self, chunk: pd.DataFrame) -> None:
-        scored = self.scorer.score(chunk, explain=True, fields=True, source="the CRM")
+    def write(self, chunk: pd.DataFrame, scored: pd.DataFrame) -> None:
         report = self.report
         report.scored += len(scored)
         for tier, count in scored["tier"].value_counts().items():
@@ -259,8 +264,9 @@ class _ChunkWriter:
             return
         if self.failure is not None:
             raise self.failure
-        # History rows copy the score but not its field log-odds: only the latest score is ever compared.
-        self.pending.put((rows, rows[history.to_numpy()].assign(field_log_odds=None)))
+        # History rows copy the score and its sentences, but not the reasons and field log-odds as data: only the
+        # latest score is ever compared or explained again, and those two are most of a row's bytes (3 kB of 4).
+        self.pending.put((rows, rows[history.to_numpy()].assign(reasons=None, field_log_odds=None)))
 
     def _rows(self, chunk: pd.DataFrame, scored: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
         """The rows to write (new or changed scores) and which of them go to the history."""
@@ -283,31 +289,9 @@ class _ChunkWriter:
         # An unchanged score is not rewritten: it would only cost the CRM's write budget.
         keep = np.flatnonzero(~same) if previous is not None else np.arange(len(scored))
         earlier_today = self._earlier_models_today(chunk, scored, previous, keep)
-        material, trends, changes, change_texts = [], [], [], []
-        probability, tier, fields = (scored[name].to_numpy() for name in ("probability", "tier", "field_log_odds"))
-        if previous is not None:
-            before_probability, before_tier, before_version, before_fields = (
-                previous[name].to_numpy() for name in ("probability", "tier", "model_version", "field_log_odds"))
-        for row in keep.tolist():
-            before = None
-            if known[row]:
-                stored = before_fields[row]
-                before = {
-                    "probability": float(before_probability[row]),
-                    "tier": before_tier[row],
-                    "model_version": before_version[row],
-                    "field_log_odds": json.loads(stored) if isinstance(stored, str) else (stored or {}),
-                }
-            change = describe_change(
-                float(probability[row]), tier[row], json.loads(fields[row]) if before is not None else {}, version,
-                before, self.labels, self.options.history_points, earlier_today.get(row),
-            )
-            material.append(change.material)
-            trends.append(change.trend)
-            changes.append(json.dumps(change.data) if change.data is not None else None)
-            change_texts.append(change.text)
+        trends, changes, change_texts, material = self._changes(scored, previous, known, keep, earlier_today)
         kept = scored.iloc[keep]
-        rows = pd.DataFrame({
+        rows = pd.DataFrame(text_as_objects({
             "lead_id": kept["lead_id"].to_numpy(dtype=np.int64),
             "probability": kept["probability"].to_numpy(dtype=float),
             "tier": kept["tier"].to_numpy(),
@@ -325,8 +309,46 @@ class _ChunkWriter:
             "run_id": self.report.run_id,
             "feature_schema": self.schema_hash,
             "scored_at": np.full(len(keep), np.datetime64(_now(), "s")),
-        }, columns=list(SCORE_COLUMNS))
+        }), columns=list(SCORE_COLUMNS))
         return rows, pd.Series(material, dtype=bool)
+
+    def _changes(self, scored, previous, known, keep, earlier_today) -> tuple[list, list, list, np.ndarray]:
+        """Trend, change as JSON, its sentence and whether it is material, for each kept row."""
+        version = self.resolved.version
+        trends = np.full(len(keep), "new", dtype=object)
+        changes = np.full(len(keep), None, dtype=object)
+        texts = np.full(len(keep), "First score", dtype=object)
+        material = np.ones(len(keep), dtype=bool)
+        if previous is None:
+            return trends.tolist(), changes.tolist(), texts.tolist(), material
+        probability, tier, fields = (scored[name].to_numpy()[keep] for name in ("probability", "tier", "field_log_odds"))
+        before_probability, before_tier, before_version, before_fields = (
+            previous[name].to_numpy()[keep] for name in ("probability", "tier", "model_version", "field_log_odds"))
+        was_known = known[keep]
+        same_model = was_known & (before_version.astype(str) == version)
+        if same_model.any():
+            names = self.fields
+            described = describe_changes(
+                probability[same_model], tier[same_model], field_matrix(fields[same_model], names),
+                before_probability[same_model], before_tier[same_model], field_matrix(before_fields[same_model], names),
+                names, version, self.labels, self.options.history_points,
+            )
+            for column, values in zip((trends, changes, texts, material), described):
+                column[same_model] = values
+        for position in np.flatnonzero(was_known & ~same_model).tolist():
+            stored = before_fields[position]
+            before = {
+                "probability": float(before_probability[position]),
+                "tier": before_tier[position],
+                "model_version": before_version[position],
+                "field_log_odds": json.loads(stored) if isinstance(stored, str) else (stored or {}),
+            }
+            change = describe_change(float(probability[position]), tier[position], json.loads(fields[position]),
+                                     version, before, self.labels, self.options.history_points,
+                                     earlier_today.get(int(keep[position])))
+            trends[position], texts[position], material[position] = change.trend, change.text, change.material
+            changes[position] = json.dumps(change.data)
+        return trends.tolist(), changes.tolist(), texts.tolist(), material
 
     def _earlier_models_today(self, chunk, scored, previous, rows: np.ndarray) -> dict[int, tuple[float, dict]]:
         """For ``rows`` last scored by another model: that model's probability and fields on today's record."""

@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 from datetime import datetime
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -191,8 +192,8 @@ from leadscore.serve.nightly import ScoringOptions, score_crm
 
 nightly.CHUNK_ROWS = 400
 original = nightly._ChunkWriter.write
-def write_then_pause(self, chunk):
-    original(self, chunk)
+def write_then_pause(self, chunk, scored):
+    original(self, chunk, scored)
     self.wait()
     Path(sys.argv[3]).touch()
     time.sleep(120)
@@ -213,10 +214,31 @@ def _paused_job(crm_url: str, store: str, tmp_path):
     return process
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit status waits for whoever adopts it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
 def test_a_killed_run_is_failed_by_the_next_which_completes_every_lead_once(crm, crm_url, store, tmp_path):
     process = _paused_job(crm_url, store, tmp_path)
+    workers = _children(process.pid)
     process.kill()
     process.wait()
+    deadline = time.monotonic() + 20
+    while any(map(_running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(map(_running, workers)), "worker processes outlived the killed job"
     partial = _table(crm, schema.lead_scores)
     assert 0 < len(partial) < 1_000  # the first chunk landed whole, the rest never started
     report = score_crm(crm, _options(store))
@@ -275,3 +297,19 @@ def test_a_small_undrifted_batch_raises_no_false_alarm(crm_url, store):
     assert 30 < report.scored < 150
     assert report.status == "complete" and report.drift["status"] != "hold"
     engine.dispose()
+
+
+def test_worker_processes_write_exactly_what_one_process_writes(tmp_path, store, monkeypatch):
+    import leadscore.serve.nightly as nightly
+
+    monkeypatch.setattr(nightly, "CHUNK_ROWS", 400)  # several chunks, so that two workers share them
+    written = {}
+    for workers in (1, 2):
+        engine = connect(str(tmp_path / f"crm{workers}.db"), writable=True)
+        simulate_into_crm(engine, CONFIG)
+        report = score_crm(engine, _options(store, workers=workers))
+        assert report.status == "complete" and report.written == report.scored > 3 * 400
+        written[workers] = (_table(engine, schema.lead_scores).drop(columns=["run_id", "scored_at"])
+                            .sort_values("lead_id", ignore_index=True))
+        engine.dispose()
+    pd.testing.assert_frame_equal(written[1], written[2])
