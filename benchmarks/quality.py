@@ -30,7 +30,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -134,6 +134,8 @@ def cross_validated(table: FeatureTable, config: TrainingConfig) -> dict:
     """Mean and spread over stratified folds; each fold's rows are held out once, the features built once."""
     y = table.target.to_numpy(dtype=int)
     splitter = StratifiedKFold(FOLDS, shuffle=True, random_state=SEED)
+    # Each fold is read off its held-out rows: refitting on every row would only cost time.
+    config = replace(config, refit=False)
     results = [train_model(table, config, test_rows=test) for _, test in splitter.split(np.zeros(len(y)), y)]
     runs = [run_report(result) for result in results]
     per_fold = pd.concat(

@@ -470,6 +470,11 @@ def train(
         str, typer.Option(help="Comma-separated candidates to compare: lightgbm, logistic, blend.")
     ] = "lightgbm,logistic,blend",
     seed: Annotated[int, typer.Option(help="Random seed: same data and seed give the same model.")] = 42,
+    refit: Annotated[
+        bool,
+        typer.Option("--refit/--no-refit", help="After evaluation, refit the chosen model on every row, the held-out "
+                                                "ones included, and register that one (--no-refit: the evaluated one)."),
+    ] = True,
     model_name: ModelNameOption = "leadscore",
     tracking_uri: TrackingOption = None,
     report: Annotated[
@@ -514,6 +519,7 @@ def train(
         candidates=tuple(c.strip() for c in candidates.split(",") if c.strip()),
         seed=seed,
         tiers=TierConfig(tier_rule, mql_per_week, sql_per_week, mql_precision, sql_precision, leads_per_week),
+        refit=refit,
     )
     prepare_store(tracking_uri)  # before training: a wrong store fails now, and concurrent first runs create it once
     with for_console(console) as progress:

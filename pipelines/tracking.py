@@ -140,6 +140,11 @@ def log_training(
                 mlflow.log_artifacts(str(folder), artifact_path="evaluation")
                 result.held_out.to_parquet(scratch / "holdout.parquet")
                 mlflow.log_artifact(str(scratch / "holdout.parquet"), artifact_path="evaluation")
+                if result.evaluated_model is not None:
+                    # The registered model learned from the held-out rows too; the one its figures come from is kept.
+                    with open(scratch / "evaluated_model.pkl", "wb") as handle:
+                        pickle.dump(result.evaluated_model, handle)
+                    mlflow.log_artifact(str(scratch / "evaluated_model.pkl"), artifact_path="evaluation")
                 advance(1)
                 with open(scratch / "model.pkl", "wb") as handle:
                     pickle.dump(model, handle)
@@ -186,6 +191,8 @@ def _params(result: TrainingResult) -> dict:
             "tiers.mql_threshold": f"{result.model.tiers.mql:.6f}",
             "tiers.sql_threshold": f"{result.model.tiers.sql:.6f}",
             "split": result.split.description[:500],
+            "model.rows": result.model.summary.get("refit", {}).get("rows", len(result.split.training)),
+            "evaluated_model.rows": len(result.split.training),
         }
     )
     for name, settings in summary["candidates"].items():

@@ -129,9 +129,11 @@ def test_predict_explain_writes_tier_scores_and_reasons_for_every_row(workspace)
     assert len(scored) == len(held_out)
     assert {"lead_id", "probability", "tier", "fit_score", "engagement_score", "reason_1", "reason_2", "reason_3",
             "reasons"} <= set(scored.columns)
-    # Explaining a lead never changes its score or its tier.
-    assert np.array_equal(scored["probability"].round(12), held_out["score: leadscore model"].round(12))
-    assert (scored["tier"].to_numpy() == held_out["tier: leadscore model"].to_numpy()).all()
+    # Explaining a lead never changes its score or its tier (the registered model's, refitted on every row).
+    registered = workspace["result"].model
+    probability = registered.predict_proba(held_out)
+    assert np.array_equal(scored["probability"].round(12), probability.round(12))
+    assert (scored["tier"].to_numpy() == registered.tiers.assign(probability)).all()
     assert scored["fit_score"].between(0, 100).all() and scored["engagement_score"].between(0, 100).all()
     reasons = scored["reasons"].map(json.loads)
     assert reasons.map(lambda r: len(r["for"]) <= 3 and len(r["against"]) <= 3).all()

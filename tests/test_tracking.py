@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import numpy as np
 import pandas as pd
@@ -67,6 +68,13 @@ def test_a_run_logs_everything_and_registers_a_challenger(table, store, tmp_path
     assert set(metrics["held_out"]) == {"leadscore model", "Logistic regression"}
     assert str(client.get_model_version_by_alias("leads", "challenger").version) == "1"
     assert (tmp_path / "mlruns").is_dir()  # artifacts live beside the SQLite store
+    # Both models are recorded: the registered one learned from every row, the figures' one from the training rows.
+    assert run.data.params["model.rows"] == str(len(table.frame))
+    assert run.data.params["evaluated_model.rows"] == str(len(result.split.training)) != run.data.params["model.rows"]
+    assert "evaluation/evaluated_model.pkl" in artifacts
+    client.download_artifacts(logged.run_id, "evaluation/evaluated_model.pkl", str(tmp_path))
+    evaluated = pickle.loads((tmp_path / "evaluated_model.pkl").read_bytes())
+    np.testing.assert_allclose(evaluated.predict_proba(result.held_out), result.held_out["score: leadscore model"])
 
 
 def test_the_logged_pyfunc_is_the_trained_model(table, store):

@@ -97,7 +97,7 @@ def test_the_model_ranks_and_is_calibrated_on_held_out_leads(result):
 
 def test_probabilities_match_the_held_out_rows_and_ignore_unused_columns(result):
     held_out = result.held_out
-    model = result.model
+    model = result.evaluated_model  # the held-out figures' model; the registered one also learned from these rows
     probability = model.predict_proba(held_out)
     np.testing.assert_allclose(probability, held_out["score: leadscore model"], rtol=1e-12)
     shuffled = held_out.assign(company=np.random.default_rng(0).permutation(held_out["company"].to_numpy())) \
@@ -221,3 +221,32 @@ def test_a_slice_of_a_single_outcome_is_refused_with_counts_and_the_fix():
     with pytest.raises(LeadscoreError, match=r"hold (no converted lead|only converted leads) among their [\d,]+ rows.*Add rows or history"):
         train_model(table, TrainingConfig(min_positives=1))
 
+
+
+def test_the_registered_model_learns_from_every_row_and_the_figures_say_which_model_they_come_from(result, table):
+    final, evaluated = result.model, result.evaluated_model
+    assert final.summary["refit"] == {"rows": len(table.frame), "evaluated_model_rows": len(result.split.training)}
+    assert any("refitted on all" in note and f"{len(result.split.training):,} training rows" in note for note in result.notes)
+    # Same choices (features, calibration, tiers), new fit: it scores the held-out rows differently, and better,
+    # since it has seen them.
+    assert final.features == evaluated.features and final.tiers is evaluated.tiers and final.calibrator is evaluated.calibrator
+    held_out = result.held_out
+    y = held_out[table.target_column].to_numpy(dtype=int)
+    from sklearn.metrics import roc_auc_score
+
+    refit, before = final.predict_proba(held_out), evaluated.predict_proba(held_out)
+    assert not np.allclose(refit, before) and roc_auc_score(y, refit) > roc_auc_score(y, before)
+    assert final.drift is not None and final.drift.rows == evaluated.drift.rows
+
+
+def test_no_refit_registers_the_evaluated_model():
+    table = flat_feature_table(_flat(with_time=True), ColumnRoles(id="id", target="won", time="created"))
+    kept = train_model(table, TrainingConfig(min_positives=50, refit=False))
+    assert kept.evaluated_model is None and "refit" not in kept.model.summary
+    np.testing.assert_allclose(kept.model.predict_proba(kept.held_out), kept.held_out["score: leadscore model"], rtol=1e-12)
+    # A level first seen in the held-out (newest) rows is known to the refitted model only.
+    frame = _flat(with_time=True)
+    frame.loc[frame.index[-300:], "source"] = "webinar"
+    newest = flat_feature_table(frame, ColumnRoles(id="id", target="won", time="created"))
+    refit = train_model(newest, TrainingConfig(min_positives=50))
+    assert "webinar" in refit.model.encoder.seen_["source"] and "webinar" not in refit.evaluated_model.encoder.seen_["source"]
