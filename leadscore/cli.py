@@ -554,12 +554,16 @@ def promote(
     model_name: ModelNameOption = "leadscore",
     metric: Annotated[str, typer.Option(help="Held-out metric the challenger must improve: pr_auc or roc_auc.")] = "pr_auc",
     rollback: Annotated[bool, typer.Option("--rollback", help="Point champion back to the previous champion.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote the challenger even if it loses the comparison or was rolled back.")
+    ] = False,
     tracking_uri: TrackingOption = None,
 ) -> None:
     """Make the challenger the champion if it beats it on the newest held-out leads and is not worse calibrated."""
     from leadscore.pipelines import registry
 
-    decision = registry.rollback(model_name, tracking_uri) if rollback else registry.promote(model_name, metric, tracking_uri)
+    decision = registry.rollback(model_name, tracking_uri) if rollback else registry.promote(
+        model_name, metric, tracking_uri, force=force)
     console.print(decision.message, style="green" if decision.promoted else "yellow")
 
 

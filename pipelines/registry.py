@@ -12,6 +12,7 @@ import os
 import re
 import tempfile
 import time
+from datetime import datetime, timezone
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ DEFAULT_MODEL_NAME = "leadscore"
 CHAMPION, CHALLENGER = "champion", "challenger"
 HOLDOUT_ARTIFACT = "evaluation/holdout.parquet"
 CHAMPION_HISTORY_TAG = "champion_history"
+ROLLED_BACK_TAG = "leadscore.rolled_back"
 CALIBRATION_TOLERANCE = 0.005  # ECE a challenger may lose and still count as "not worse calibrated"
 REGISTERED = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?")
 PAUSE_BEFORE_ALIAS = "LEADSCORE_TEST_PAUSE_BEFORE_ALIAS"
@@ -197,8 +199,13 @@ def _score(model: LeadScoringModel, held_out: pd.DataFrame, metric: str) -> dict
     return {"metric": values[metric], "ece": values["ece"], "brier": values["brier"]}
 
 
-def promote(model_name: str = DEFAULT_MODEL_NAME, metric: str = "pr_auc", uri: str | None = None) -> Decision:
-    """Move ``champion`` to the challenger if it scores better on the challenger's held-out rows."""
+def promote(model_name: str = DEFAULT_MODEL_NAME, metric: str = "pr_auc", uri: str | None = None,
+            force: bool = False) -> Decision:
+    """Move ``champion`` to the challenger if it scores better on the challenger's held-out rows.
+
+    A version taken off by ``rollback`` is not promoted again by a plain ``promote``, which would otherwise
+    undo the rollback at the next cron run; ``force`` promotes the challenger whatever the comparison says.
+    """
     if metric not in ("pr_auc", "roc_auc"):
         raise LeadscoreError(f"--metric {metric!r}: choose pr_auc or roc_auc.")
     client = read_store(uri)
@@ -208,6 +215,11 @@ def promote(model_name: str = DEFAULT_MODEL_NAME, metric: str = "pr_auc", uri: s
     champion = version_by_alias(client, model_name, CHAMPION)
     if champion is not None and champion.version == challenger.version:
         return Decision(False, f"Version {challenger.version} is already the champion.", {}, None)
+    rolled_back = (challenger.tags or {}).get(ROLLED_BACK_TAG)
+    if rolled_back and not force:
+        kept = f"Kept version {champion.version}" if champion is not None else "Promoted nothing"
+        return Decision(False, f"{kept}: the challenger, version {challenger.version}, was rolled back ({rolled_back}). "
+                               "Train a new challenger, or `leadscore promote --force` to promote it again.", {}, None)
     import mlflow
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -227,9 +239,10 @@ def promote(model_name: str = DEFAULT_MODEL_NAME, metric: str = "pr_auc", uri: s
         f"{metric} {challenger_score['metric']:.4f} against {champion_score['metric']:.4f}, calibration error "
         f"{challenger_score['ece']:.4f} against {champion_score['ece']:.4f} on the challenger's {len(held_out):,} held-out leads"
     )
-    if better and calibrated:
+    if (better and calibrated) or force:
         _set_champion(client, model_name, challenger.version, previous=champion.version)
-        return Decision(True, f"Promoted version {challenger.version} over version {champion.version}: {comparison}.",
+        forced = "" if better and calibrated else " (forced)"
+        return Decision(True, f"Promoted version {challenger.version} over version {champion.version}{forced}: {comparison}.",
                         challenger_score, champion_score)
     reason = "does not score better" if not better else "is worse calibrated"
     return Decision(False, f"Kept version {champion.version}: the challenger (version {challenger.version}) {reason}: {comparison}.",
@@ -247,6 +260,8 @@ def _set_champion(client, model_name: str, version: str, previous: str | None) -
         history.append(str(previous))
     client.set_registered_model_tag(model_name, CHAMPION_HISTORY_TAG, json.dumps(history))
     client.set_registered_model_alias(model_name, CHAMPION, version)
+    if ROLLED_BACK_TAG in (client.get_model_version(model_name, version).tags or {}):
+        client.delete_model_version_tag(model_name, version, ROLLED_BACK_TAG)  # promoted on purpose: trusted again
 
 
 def rollback(model_name: str = DEFAULT_MODEL_NAME, uri: str | None = None) -> Decision:
@@ -259,4 +274,7 @@ def rollback(model_name: str = DEFAULT_MODEL_NAME, uri: str | None = None) -> De
     previous = history.pop()
     client.set_registered_model_tag(model_name, CHAMPION_HISTORY_TAG, json.dumps(history))
     client.set_registered_model_alias(model_name, CHAMPION, previous)
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    client.set_model_version_tag(model_name, current.version, ROLLED_BACK_TAG,
+                                 f"on {when}, back to version {previous}")
     return Decision(True, f"Rolled back: version {previous} is the champion again (was version {current.version}).", {}, None)

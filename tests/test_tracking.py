@@ -130,6 +130,15 @@ def test_promote_only_a_better_challenger_and_roll_back(table, store):
     with pytest.raises(LeadscoreError, match="no earlier champion"):
         tracking.rollback("leads", store)
 
+    # The next plain promote (the weekly cron line) must not undo the rollback by re-promoting version 2.
+    client.set_registered_model_alias("leads", "challenger", "2")
+    again = tracking.promote("leads", uri=store)
+    assert not again.promoted and "version 2, was rolled back" in again.message and "--force" in again.message
+    assert str(client.get_model_version_by_alias("leads", "champion").version) == "1"
+    forced = tracking.promote("leads", uri=store, force=True)
+    assert forced.promoted and str(client.get_model_version_by_alias("leads", "champion").version) == "2"
+    assert "leadscore.rolled_back" not in client.get_model_version("leads", "2").tags
+
 
 def test_a_better_but_worse_calibrated_challenger_is_not_promoted(table, store, monkeypatch):
     result = _train(table)
