@@ -35,9 +35,12 @@ UNSEEN_FLAG = ',"unseen":true'
 
 def format_points(points: float) -> str:
     """"+12 pts", "+1.2 pts", "-0.04 pts": enough digits to tell reasons apart, no more."""
-    size = abs(points)
-    digits = 0 if size >= 9.95 else 1 if size >= 0.095 else 2
-    return f"{points:+.{digits}f} pts"
+    return f"{points:+.{int(_point_digits(abs(points)))}f} pts"
+
+
+def _point_digits(size):
+    """Decimals for a number of points of this size (a number or an array): 0 from 9.95, 1 from 0.095, else 2."""
+    return np.where(size >= 9.95, 0, np.where(size >= 0.095, 1, 2))
 
 
 def format_percent(probability: float) -> str:
@@ -98,7 +101,6 @@ class ReasonWriter:
                           json_numbers(np.round(points, 4)).tolist(), points_text(points).tolist(), members.tolist(),
                           json_numbers(np.round(member_log_odds, 6)).tolist(),
                           json_numbers(np.round(member_points, 4)).tolist()))
-        new = unseen
         texts, tops = [], []
         carried = [[self.labels[self.fields[i]] for i in row if i >= 0] for row in explanations.carried_by.tolist()]
         tiers = [quoted(str(tier)) for tier in explanations.tier.tolist()]
@@ -120,7 +122,7 @@ class ReasonWriter:
                         value = values[index][row]
                         if shown and _absent(value) and _absent(first_value):
                             continue  # "Never viewed the pricing page; no pricing-page views ever" says it twice
-                        is_new = new is not None and bool(new[row, index])
+                        is_new = unseen is not None and bool(unseen[row, index])
                         key = (index, value, is_new)
                         sentence = sentences.get(key)
                         if sentence is None:
@@ -159,8 +161,7 @@ def json_numbers(numbers: np.ndarray) -> np.ndarray:
 
 def points_text(points: np.ndarray) -> np.ndarray:
     """``format_points`` of every element."""
-    size = np.abs(points)
-    digits = np.where(size >= 9.95, 0, np.where(size >= 0.095, 1, 2))
+    digits = _point_digits(np.abs(points))
     text = np.empty(points.shape, dtype=object)
     for count in (0, 1, 2):
         chosen = digits == count

@@ -338,7 +338,7 @@ def train_model(
     evaluated = None
     if config.refit:
         with progress.task("Refitting on every row", total=1) as advance:
-            evaluated, model = model, _refit_on_every_row(model, table, tuned, recency, split, config)
+            evaluated, model = model, _refit_on_every_row(model, table, recency, split, config)
             # Scored by the refitted model itself: its step-wise calibrated scores fall on the calibrator's steps in
             # other proportions than the evaluated model's, and a reference from that one put the score's PSI on
             # fresh, undrifted leads at 0.22 to 0.25, at the holding level (0.01 to 0.02 against its own).
@@ -364,8 +364,8 @@ def train_model(
     )
 
 
-def _refit_on_every_row(evaluated: LeadScoringModel, table: FeatureTable, tuned: dict, recency: dict[str, bool],
-                        split: Split, config: TrainingConfig) -> LeadScoringModel:
+def _refit_on_every_row(evaluated: LeadScoringModel, table: FeatureTable, recency: dict[str, bool], split: Split,
+                        config: TrainingConfig) -> LeadScoringModel:
     """The evaluated model's choices refitted on every row, as PyCaret's ``finalize_model`` does: candidates,
     tuned settings, blend weights and recency weighting, on an encoder that has seen every row.
 
@@ -381,17 +381,13 @@ def _refit_on_every_row(evaluated: LeadScoringModel, table: FeatureTable, tuned:
     X = encoder.transform(table.frame)
     times = seconds(table.frame[table.time_column]) if split.forward else None
     training_rows = len(split.training)
+    # The members were built in the order of the weights the summary records, so the names pair with them.
     members = tuple(
         Member(member.candidate, member.candidate.fit(X, y, _weights(times, rows, None, recency[name])), member.weight)
-        for name, member in zip(_member_names(evaluated, tuned), evaluated.members)
+        for name, member in zip(evaluated.summary["weights"], evaluated.members)
     )
     summary = {**evaluated.summary, "refit": {"rows": len(y), "evaluated_model_rows": training_rows}}
     return replace(evaluated, encoder=encoder, members=members, summary=summary)
-
-
-def _member_names(model: LeadScoringModel, tuned: dict) -> list[str]:
-    """Each member's candidate name, found by identity among the tuned candidates."""
-    return [next(name for name, candidate in tuned.items() if candidate is member.candidate) for member in model.members]
 
 
 def _subsample(rows: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
