@@ -2,26 +2,30 @@
 
 Forward in time (the default whenever rows carry a time):
 
-    [ fit ........ ][ embargo ][ validation: chunk 1 | chunk 2 | chunk 3 ][ embargo ][ test ]
+    [ training: first | fold 1 | fold 2 | fold 3 | fold 4 | fold 5 ][ embargo ][ test ]
+    [ fit ................................. ][ embargo ][ validation ]
 
 * ``test`` holds the newest rows (about ``test_share`` of them): nothing about
   them is used until the final report.
-* ``validation`` is the slice just before; ``fit`` the oldest rows.
-* An embargo of one label horizon separates the slices: a row at time t has a
-  label known only at t + horizon, so training rows must have
-  t + horizon <= the first moment of the slice they are used to predict.
-* A lead never appears in two slices: rows of a lead already seen in an
-  earlier slice are left out of the later one.
-* Validation is cut into consecutive ``chunks``; each chunk gets its own
-  training rows (everything known before it). Predicting each chunk from a
-  model trained on its past mimics deployment, and those held-out predictions
-  are what calibration and model choice are fitted on.
-* The delivered model learns from ``training``: every row whose label is
-  known before the held-out period. The held-out rows are leads it never saw.
+* ``training`` is every row whose label is known before the held-out period:
+  what the delivered model learns from. The held-out rows are leads it never saw.
+* ``folds`` walk forward through the training rows with an expanding window:
+  the training moments are cut into ``folds + 1`` consecutive parts of about
+  equal rows; each part after the first is predicted by a model trained on
+  everything known before it, as a deployment would be. Those out-of-fold
+  predictions cover five sixths of the training rows, and the model choice
+  and the calibration are fitted on them, not on one small slice.
+* ``fit`` and ``validation`` (the newest training rows) tune each candidate's
+  settings: trees by early stopping, the logistic regression's penalty.
+* An embargo of one label horizon separates what a model learns from what it
+  predicts: a row at time t has a label known only at t + horizon, so
+  learning rows must have t + horizon <= the first moment they predict.
+* A lead never appears on both sides: rows of a lead already seen in the
+  learning rows are left out of the rows predicted.
 
-Without a time column the same roles are drawn at random, stratified by the
-target, and the validation chunks are cross-fitted (each predicted by a model
-trained on everything else but the test rows).
+Without a time column the roles are drawn at random, stratified by the target,
+and the folds are repeated stratified K-fold over the training rows (more
+repeats on small tables, where one draw of five folds is noisy).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import RepeatedStratifiedKFold
 
 from leadscore.errors import LeadscoreError
 from leadscore.features.timeline import seconds
@@ -43,8 +48,8 @@ class Split:
     validation: np.ndarray
     test: np.ndarray
     training: np.ndarray  # what the delivered model learns from
-    chunks: tuple[np.ndarray, ...]  # consecutive parts of validation
-    chunk_training: tuple[np.ndarray, ...]  # for each chunk: the rows a model predicting it may learn from
+    folds: tuple[np.ndarray, ...]  # out-of-fold rows: consecutive parts of training, or stratified folds
+    fold_training: tuple[np.ndarray, ...]  # for each fold: the rows a model predicting it may learn from
     forward: bool
     description: str
     dropped: int = 0  # rows in no role: under an embargo, or of a lead already seen
@@ -56,7 +61,7 @@ def forward_split(
     horizon_days: float = 0.0,
     test_share: float = 0.2,
     validation_share: float = 0.2,
-    chunks: int = 3,
+    folds: int = 5,
 ) -> Split:
     """Split rows by ``times`` (datetimes): see the module docstring."""
     at = seconds(times)
@@ -80,55 +85,59 @@ def forward_split(
             "Too little history before the held-out rows for a forward split with a "
             f"{horizon_days:g}-day horizon: add history, or shorten --horizon-days."
         )
-    # Open leads pile up, so later moments hold more rows: a share of rows alone could leave validation a
-    # single moment. It spans at least one moment per walk-forward chunk when the history allows it.
-    validation_start = min(
-        _boundary(at[before_test], training_moments, 1 - validation_share),
-        int(training_moments[-min(chunks, len(training_moments) - 1)]),
-    )
+    validation_start = _boundary(at[before_test], training_moments, 1 - validation_share)
     fit = before_test[known_before(validation_start)[before_test]]
-    candidates = before_test[at[before_test] >= validation_start]
+    validation = before_test[at[before_test] >= validation_start]
+    validation = validation[~np.isin(lead[validation], lead[fit])]
 
-    chunk_rows, chunk_training = [], []
-    validation_moments = np.unique(at[candidates])
-    for group in np.array_split(validation_moments, min(chunks, len(validation_moments))):
-        learn = before_test[known_before(group[0])[before_test]]
-        rows = candidates[np.isin(at[candidates], group)]
+    fold_rows, fold_training = [], []
+    for start, end in _consecutive_parts(at[before_test], training_moments, folds + 1)[1:]:
+        learn = before_test[known_before(start)[before_test]]
+        rows = before_test[(at[before_test] >= start) & (at[before_test] <= end)]
         rows = rows[~np.isin(lead[rows], lead[learn])]
-        if len(rows):
-            chunk_rows.append(rows)
-            chunk_training.append(learn)
-    validation = np.sort(np.concatenate(chunk_rows)) if chunk_rows else candidates[:0]
+        if len(rows) and len(learn):
+            fold_rows.append(rows)
+            fold_training.append(learn)
     test = test_rows[~np.isin(lead[test_rows], lead[before_test])]
+    predicted = np.concatenate(fold_rows) if fold_rows else test[:0]
     split = Split(
         fit=fit,
         validation=validation,
         test=test,
         training=before_test,
-        chunks=tuple(chunk_rows),
-        chunk_training=tuple(chunk_training),
+        folds=tuple(fold_rows),
+        fold_training=tuple(fold_training),
         forward=True,
         description=(
-            f"forward in time: learn from rows up to {_day(at[before_test].max())} (validation "
-            f"{_day(at[validation].min())} to {_day(at[validation].max())} in {len(chunk_rows)} walk-forward "
-            f"chunks), hold out {_day(at[test].min())} to {_day(at[test].max())}"
-            + (f", with a {horizon_days:g}-day embargo before each slice" if horizon else "")
-        ) if len(fit) and len(validation) and len(test) else "forward in time",
+            f"forward in time: learn from rows up to {_day(at[before_test].max())}, the model chosen and calibrated "
+            f"on {len(fold_rows)} walk-forward folds from {_day(at[predicted].min())}, each predicted from "
+            f"everything known before it; hold out {_day(at[test].min())} to {_day(at[test].max())}"
+            + (f", with a {horizon_days:g}-day embargo before each prediction" if horizon else "")
+        ) if len(fit) and len(validation) and len(test) and fold_rows else "forward in time",
         dropped=len(at) - len(before_test) - len(test),
     )
     _check_sizes(split, at)
     return split
 
 
+def repeats_for(rows: int) -> int:
+    """Repeats of stratified K-fold: a small table's fold AUCs vary by a few points from one draw to the next.
+
+    Only the smallest tables repeat: each repeat costs a fit per fold and candidate, and from a few
+    thousand rows five folds already predict every row once.
+    """
+    return 2 if rows < 3_000 else 1
+
+
 def stratified_split(
     target: pd.Series,
     test_share: float = 0.2,
     validation_share: float = 0.2,
-    chunks: int = 3,
+    folds: int = 5,
     seed: int = 42,
     test_rows: np.ndarray | None = None,
 ) -> Split:
-    """Random roles, stratified by ``target``; validation chunks are cross-fitted.
+    """Random roles, stratified by ``target``; the folds are repeated stratified K-fold over the training rows.
 
     ``test_rows`` fixes the held-out rows (a cross-validation fold); the
     others are shared between fitting and validation.
@@ -145,20 +154,23 @@ def stratified_split(
         role[rows[:n_test]] = 2
         role[rows[n_test : n_test + n_validation]] = 1
     fit, validation, test = (np.flatnonzero(role == r) for r in (0, 1, 2))
-    # A tiny table has fewer validation rows than chunks: an empty chunk has nothing to predict.
-    parts = tuple(np.sort(part) for part in np.array_split(rng.permutation(validation), chunks) if len(part))
-    training = np.concatenate([fit, validation])
+    training = np.sort(np.concatenate([fit, validation]))
+    repeats = repeats_for(len(training))
+    # A tiny table has fewer positives than folds: StratifiedKFold refuses, so fewer folds then.
+    k = max(2, min(folds, int(np.bincount(y[training].astype(int), minlength=2).min())))
+    splitter = RepeatedStratifiedKFold(n_splits=k, n_repeats=repeats, random_state=seed)
+    parts = [(training[learn], training[rows]) for learn, rows in splitter.split(training, y[training])]
     split = Split(
         fit=fit,
         validation=validation,
         test=test,
         training=training,
-        chunks=parts,
-        chunk_training=tuple(np.setdiff1d(training, part) for part in parts),
+        folds=tuple(rows for _, rows in parts),
+        fold_training=tuple(learn for learn, _ in parts),
         forward=False,
         description=(
-            f"stratified at random (no time column): {len(fit):,} rows to fit, {len(validation):,} to validate "
-            f"in {len(parts)} cross-fitted chunks, {len(test):,} held out"
+            f"stratified at random (no time column): the model chosen and calibrated on {k}-fold cross-validation "
+            f"repeated {repeats} time{'s' if repeats > 1 else ''} over {len(training):,} rows, {len(test):,} held out"
         ),
     )
     _check_sizes(split)
@@ -170,6 +182,13 @@ def _boundary(at: np.ndarray, moments: np.ndarray, share: float) -> int:
     counts = np.searchsorted(np.sort(at), moments, side="left") / len(at)
     position = int(np.searchsorted(counts, share, side="left"))
     return int(moments[min(max(position, 1), len(moments) - 1)])
+
+
+def _consecutive_parts(at: np.ndarray, moments: np.ndarray, parts: int) -> list[tuple[int, int]]:
+    """(first, last) moment of ``parts`` consecutive groups of moments holding about equal numbers of rows."""
+    counts = np.searchsorted(np.sort(at), moments, side="right")
+    group = np.minimum((counts - 1) * parts // len(at), parts - 1)
+    return [(int(moments[group == g].min()), int(moments[group == g].max())) for g in np.unique(group)]
 
 
 def _day(seconds: int) -> str:

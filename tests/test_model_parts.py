@@ -86,9 +86,35 @@ def test_centred_isotonic_keeps_the_ranking_and_the_base_rate(margins):
     assert 0 < fitted.levels_.min() < 0.001 and fitted.levels_.max() < 1
 
 
-def test_calibrator_falls_back_to_sigmoid_with_too_few_positives():
-    calibrator = Calibrator().fit(np.array([-2.0, -1.0, 0.0, 1.0, 2.0]), np.array([0, 0, 0, 0, 1]))
-    assert calibrator.method_ == "sigmoid" and calibrator.cv_brier_ == {}
+def test_calibrator_keeps_the_models_own_probabilities_when_nothing_can_be_checked():
+    margin = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
+    calibrator = Calibrator().fit(margin, np.array([0, 0, 0, 0, 1]))  # one conversion: no ranking can be judged
+    assert calibrator.method_ == "margin" and not calibrator.signal_
+    np.testing.assert_allclose(calibrator.predict(margin), 1 / (1 + np.exp(-margin)))
+
+
+def test_calibrator_never_flattens_or_reverses_a_ranking_that_out_of_fold_evidence_calls_noise():
+    rng = np.random.default_rng(1)
+    margin = rng.normal(-2, 1, 5_000)
+    y = (rng.random(5_000) < 0.1).astype(int)  # outcomes unrelated to the margins, as on a drifting table
+    calibrator = Calibrator().fit(margin, y)
+    probability = calibrator.predict(margin)
+    assert calibrator.method_ == "margin" and not calibrator.signal_
+    assert pd.Series(probability).value_counts(normalize=True).iloc[0] <= 0.01
+    assert np.all(np.diff(calibrator.predict(np.sort(margin))) >= 0)
+
+
+def test_calibration_has_no_floor_beyond_the_margins_it_was_fitted_on(margins):
+    from leadscore.models.calibration import CentredIsotonic
+
+    margin, y = margins
+    fitted = CentredIsotonic().fit(margin[:30_000], y[:30_000])
+    # Leads far below (and above) every fitted margin: on a CRM, most open leads sat there on one probability.
+    beyond = np.r_[np.linspace(fitted.centres_[0] - 20, fitted.centres_[0] - 0.01, 500),
+                   np.linspace(fitted.centres_[-1] + 0.01, fitted.centres_[-1] + 20, 500)]
+    probability = fitted.predict(np.sort(beyond))
+    assert np.all(np.diff(probability) > 0) or np.all(np.diff(probability[probability < 0.999]) > 0)
+    assert len(np.unique(probability)) == len(probability)
 
 
 # --- splits --------------------------------------------------------------------------------
@@ -106,7 +132,7 @@ def monthly():
 
 
 def test_forward_split_is_in_time_order_with_an_embargo_and_no_shared_lead(monthly):
-    split = forward_split(monthly["cutoff"], monthly["lead"], horizon_days=90, chunks=3)
+    split = forward_split(monthly["cutoff"], monthly["lead"], horizon_days=90, folds=3)
     at = monthly["cutoff"].to_numpy(dtype="datetime64[s]").astype(np.int64)
     lead = monthly["lead"].to_numpy()
     horizon = 90 * DAY
@@ -115,11 +141,11 @@ def test_forward_split_is_in_time_order_with_an_embargo_and_no_shared_lead(month
     assert not set(lead[split.training]) & set(lead[split.test])
     assert not set(lead[split.fit]) & set(lead[split.validation])
     assert set(split.fit) <= set(split.training) and set(split.validation) <= set(split.training)
-    assert len(split.chunks) == 3
-    for chunk, learn in zip(split.chunks, split.chunk_training):
+    assert len(split.folds) == 3
+    for chunk, learn in zip(split.folds, split.fold_training):
         assert at[learn].max() + horizon <= at[chunk].min()
         assert not set(lead[learn]) & set(lead[chunk])
-    assert [at[c].min() for c in split.chunks] == sorted(at[c].min() for c in split.chunks)
+    assert [at[c].min() for c in split.folds] == sorted(at[c].min() for c in split.folds)
     assert split.dropped == len(monthly) - len(split.training) - len(split.test)
     assert "90-day embargo" in split.description
 
@@ -148,7 +174,7 @@ def test_stratified_split_keeps_the_rate_and_honours_given_test_rows():
     fold = np.arange(0, 1_000, 5)
     given = stratified_split(y, test_rows=fold)
     assert given.test.tolist() == fold.tolist()
-    for chunk, learn in zip(given.chunks, given.chunk_training):
+    for chunk, learn in zip(given.folds, given.fold_training):
         assert not set(chunk) & set(learn) and not set(learn) & set(fold)
 
 
