@@ -241,8 +241,8 @@ def _tier_section(model: LeadScoringModel, run: RunFiles) -> str:
                       _rate(row["share_of_conversions"])], ""))
     return (
         "<h2>Tiers</h2>"
-        f"<p class='lede'>Thresholds chosen at training by {_e(tiers.description)}: MQL from "
-        f"{format_percent(tiers.mql)}, SQL from {format_percent(tiers.sql)}. Volumes and conversion rates "
+        f"<p class='lede'>Thresholds chosen at training: MQL from {format_percent(tiers.mql)}, SQL from "
+        f"{format_percent(tiers.sql)}. Tiers by {_e(tiers.description)}. Volumes and conversion rates "
         "on the held-out leads (a lead counts once, in the highest tier it reached).</p>"
         + _table(header, rows)
     )
