@@ -1,11 +1,21 @@
 """Flat lead tables: one row per lead, exported from a CRM as CSV or Parquet.
 
-A ``ColumnRoles`` mapping says which column is the id, the target, the
-optional time, which to drop and which values mean "missing". Every other
+A ``ColumnRoles`` mapping says which column is the target, the optional id
+and time, which to drop and which values mean "missing". Every other
 column becomes a feature: numeric when its values read as numbers (see
 ``features.parsing`` for decimal marks and placeholders), categorical
-otherwise. Columns that cannot help (a single value, a distinct text value on
-every row, dates) are dropped with a note saying so.
+otherwise. Columns that cannot help (a single value, dates, a distinct value
+on every row like an identifier) are dropped with a note saying so; ``keep``
+keeps an identifier-like column on purpose.
+
+A table without an id column numbers its leads by row (``row_number``, 1 for
+the first row under the header); ``leadscore predict`` numbers the rows of
+the file it scores the same way, so each prediction names its row.
+
+Each feature's label, family and sentence come from a labels file when it
+names the column (``features.column_labels``), its family from ``fit`` first;
+otherwise the label is made from the column's name and the family follows
+the name-and-shape rule of ``features.column_labels``.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from leadscore.errors import LeadscoreError
+from leadscore.features.column_labels import ColumnLabels, default_family
 from leadscore.features.parsing import (
     NumberFormat,
     ReadingRule,
@@ -36,27 +47,32 @@ PARQUET_SUFFIXES = {".parquet", ".pq"}
 BOOLEAN_WORDS = {"True": True, "TRUE": True, "true": True, "False": False, "FALSE": False, "false": False}
 TRUE_WORDS = {"1", "yes", "y", "true", "t", "converted", "won"}
 FALSE_WORDS = {"0", "no", "n", "false", "f", "not converted", "lost"}
+ROW_NUMBER = "row_number"
+IDENTIFIER_ROWS = 50  # below this many rows, a distinct value on every row says little
 
 
 class ColumnRoles(BaseModel):
     """What the columns of a flat lead table are for.
 
-    ``fit`` names the columns that describe who the lead is; every other
-    feature counts as engagement. ``positive`` is the target value meaning
-    "converted" when it is not one of 1, yes, true. ``time_format`` is how the
-    time column writes dates (strftime codes); without it the one format
-    fitting every value is found, and dates it cannot tell apart refused.
+    Without ``id`` the leads are numbered by row. ``fit`` names columns that
+    describe who the lead is, whatever their name suggests. ``keep`` names
+    columns to keep although they look like identifiers. ``positive`` is the
+    target value meaning "converted" when it is not one of 1, yes, true.
+    ``time_format`` is how the time column writes dates (strftime codes);
+    without it the one format fitting every value is found, and dates it
+    cannot tell apart refused.
     """
 
     model_config = ConfigDict(frozen=True)
 
-    id: str
     target: str
+    id: str | None = None
     time: str | None = None
     time_format: str | None = None
     drop: tuple[str, ...] = ()
     na_values: tuple[str, ...] = ()
     fit: tuple[str, ...] = ()
+    keep: tuple[str, ...] = ()
     positive: str | None = None
 
 
@@ -130,23 +146,28 @@ def _read_csv(path: Path, na_values: tuple[str, ...]) -> pd.DataFrame:
     return frame.assign(**booleans)
 
 
-def load_flat_table(path: str | Path, roles: ColumnRoles) -> FeatureTable:
-    """Read ``path`` and turn it into a feature table according to ``roles``."""
+def load_flat_table(path: str | Path, roles: ColumnRoles, labels: ColumnLabels | None = None) -> FeatureTable:
+    """Read ``path`` and turn it into a feature table according to ``roles`` and ``labels``."""
     frame = read_table_file(path, roles.na_values)
-    return flat_feature_table(frame, roles, source=Path(path).name)
+    return flat_feature_table(frame, roles, source=Path(path).name, labels=labels)
 
 
-def flat_feature_table(frame: pd.DataFrame, roles: ColumnRoles, source: str = "table") -> FeatureTable:
-    """Validate ``frame`` against ``roles`` and infer one feature per remaining column."""
+def flat_feature_table(
+    frame: pd.DataFrame, roles: ColumnRoles, source: str = "table", labels: ColumnLabels | None = None
+) -> FeatureTable:
+    """Validate ``frame`` against ``roles`` and infer one feature per remaining column, worded by ``labels``."""
     frame = missing_as_nan(frame, roles.na_values)
     _check_columns(frame, roles, source)
+    labels = labels or ColumnLabels(source="")
+    labels.check_columns([str(c) for c in frame.columns], source)
     if len(frame) == 0:
         raise LeadscoreError(
             f"{source} has no rows, only column names: there is no lead to learn from. Export the table again with its rows."
         )
-    ids = _checked_ids(frame[roles.id], roles.id, source)
+    id_column = roles.id or ROW_NUMBER
+    ids = _checked_ids(frame[roles.id], roles.id, source) if roles.id else _row_numbers(frame, source)
     target = _binary_target(frame[roles.target], roles, source)
-    columns: dict[str, pd.Series] = {roles.id: ids}
+    columns: dict[str, pd.Series] = {id_column: ids}
     if roles.time:
         columns[roles.time] = read_times(frame[roles.time], roles.time, source, roles.time_format)
 
@@ -154,37 +175,35 @@ def flat_feature_table(frame: pd.DataFrame, roles: ColumnRoles, source: str = "t
     reserved = {roles.id, roles.target, roles.time, *roles.drop}
     candidates = [column for column in frame.columns if column not in reserved]
     formats, notes = number_formats(frame[candidates], source)
+    if not roles.id:
+        notes.insert(0, f"No id column: leads are numbered by their row in {source} ({ROW_NUMBER}, 1 for the first "
+                        "row under the header), and `leadscore predict` numbers the rows of the file it scores the "
+                        "same way. Name an id column with --id to carry it into predictions instead.")
     numbers: dict[str, NumberFormat] = {}
     for column in candidates:
         values = formats[column].read(frame[column])[0] if column in formats else frame[column]
-        inferred = _infer(values, column, len(frame), notes)
+        inferred = _infer(values, column, len(frame), notes, roles)
         if inferred is None:
             continue
         values, kind = inferred
         columns[column] = values
         if kind == "numeric":
             numbers[column] = formats.get(column, NumberFormat())
-        registry.add(
-            FeatureSpec(
-                name=column,
-                label=readable(column),
-                family="fit" if column in roles.fit else "engagement",
-                description=f"Column {column!r} of {source}, read as {kind}.",
-                kind=kind,
-            )
-        )
+        registry.add(_spec(column, values, kind, roles, labels, source))
     if len(registry) == 0:
+        unusable = f" and those that cannot help ({', '.join(map(repr, candidates))})" if candidates else ""
         raise LeadscoreError(
             f"{source} has no usable feature column left after removing the id, target, time and dropped "
-            "columns. Check --drop."
+            f"columns{unusable}. Check --drop, or keep an identifier-like column with --keep."
         )
+    notes.append(_family_note(registry, roles, labels))
     columns[roles.target] = target
     if not roles.time:
         notes.append("No time column: training will use a stratified split, not a forward-in-time one.")
     return FeatureTable(
         frame=pd.DataFrame(columns),
         registry=registry,
-        id_column=roles.id,
+        id_column=id_column,
         target_column=roles.target,
         time_column=roles.time,
         source=source,
@@ -193,13 +212,73 @@ def flat_feature_table(frame: pd.DataFrame, roles: ColumnRoles, source: str = "t
     )
 
 
+def _spec(
+    column: str, values: pd.Series, kind: str, roles: ColumnRoles, labels: ColumnLabels, source: str
+) -> FeatureSpec:
+    """The column's registry entry: the labels file's words where it has them, defaults elsewhere, --fit first."""
+    words = labels.words(column)
+    labels.check_sentence(column, kind)
+    if column in roles.fit:
+        family = "fit"
+    else:
+        family = words.family or default_family(column, values, kind)
+    return FeatureSpec(
+        name=column,
+        label=words.label or readable(column),
+        family=family,
+        description=words.description or f"Column {column!r} of {source}, read as {kind}.",
+        kind=kind,
+        sentence=words.sentence,
+    )
+
+
+def _family_note(registry: FeatureRegistry, roles: ColumnRoles, labels: ColumnLabels) -> str:
+    fit = [spec.name for spec in registry if spec.family == "fit"]
+    if not fit:
+        return ("No column reads as describing who the lead is (country, industry, occupation, ...), so every "
+                "feature counts as engagement and fit scores say nothing. Name such columns with --fit COLUMN or "
+                "in a labels file (--labels FILE).")
+    if len(fit) == len(registry):
+        return ("Every feature counts as fit (who the lead is), so engagement scores say nothing. Give the columns "
+                "about what the lead did family: engagement in a labels file (--labels FILE).")
+    by_name = [name for name in fit if name not in roles.fit and labels.words(name).family is None]
+    if len(by_name) == len(fit):
+        how = ", by their names"
+    else:
+        how = f" ({', '.join(map(repr, by_name))} by their names)" if by_name else ""
+    return (f"Fit (who the lead is): {', '.join(map(repr, fit))}{how}; the other {len(registry) - len(fit)} features "
+            "count as engagement (what the lead did). Set a column's family with --fit COLUMN or in a labels file "
+            "(--labels FILE).")
+
+
+def _row_numbers(frame: pd.DataFrame, source: str) -> pd.Series:
+    if ROW_NUMBER in frame.columns:
+        raise LeadscoreError(
+            f"{source} has a column {ROW_NUMBER!r}, the name leadscore gives the row numbers of a table without "
+            f"an id. Pass --id {ROW_NUMBER} if it identifies the leads, or rename it."
+        )
+    return pd.Series(np.arange(1, len(frame) + 1), name=ROW_NUMBER)
+
+
+def numbered_rows(frame: pd.DataFrame, id_column: str) -> pd.DataFrame:
+    """``frame`` with its rows numbered as training numbered a table without an id, when ``id_column`` says so.
+
+    A file that holds the column itself keeps its own numbers.
+    """
+    if id_column != ROW_NUMBER or ROW_NUMBER in frame.columns:
+        return frame
+    return frame.assign(**{ROW_NUMBER: np.arange(1, len(frame) + 1)})
+
+
 def _check_columns(frame: pd.DataFrame, roles: ColumnRoles, source: str) -> None:
     if roles.time_format and not roles.time:
         raise LeadscoreError(f"--time-format {roles.time_format} needs the column it describes: add --time COLUMN.")
-    named = [("--id", roles.id), ("--target", roles.target)]
+    named = [("--id", roles.id)] if roles.id else []
+    named.append(("--target", roles.target))
     if roles.time:
         named.append(("--time", roles.time))
-    named += [("--drop", c) for c in roles.drop] + [("--fit", c) for c in roles.fit]
+    named += [(option, c) for option, columns in (("--drop", roles.drop), ("--fit", roles.fit), ("--keep", roles.keep))
+              for c in columns]
     available = [str(c) for c in frame.columns]
     for option, column in named:
         if column in frame.columns:
@@ -215,6 +294,8 @@ def _check_columns(frame: pd.DataFrame, roles: ColumnRoles, source: str) -> None
     for column in roles.drop:
         if column in roles_used:
             raise LeadscoreError(f"--drop {column!r}: that column is the id, target or time column; it cannot be dropped.")
+        if column in roles.keep:
+            raise LeadscoreError(f"--drop {column!r} and --keep {column!r}: say one or the other.")
 
 
 def _checked_ids(ids: pd.Series, column: str, source: str) -> pd.Series:
@@ -276,7 +357,9 @@ def _binary_target(values: pd.Series, roles: ColumnRoles, source: str) -> pd.Ser
     return target.reset_index(drop=True)
 
 
-def _infer(values: pd.Series, column: str, rows: int, notes: list[str]) -> tuple[pd.Series, str] | None:
+def _infer(
+    values: pd.Series, column: str, rows: int, notes: list[str], roles: ColumnRoles
+) -> tuple[pd.Series, str] | None:
     """The column as a numeric or categorical feature, or None (with a note) when it cannot help."""
     values = values.reset_index(drop=True)
     distinct = values.nunique(dropna=True)
@@ -288,16 +371,29 @@ def _infer(values: pd.Series, column: str, rows: int, notes: list[str]) -> tuple
         return None
     if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
         numbers = values.astype(float)
-        if distinct == rows and rows >= 50 and (numbers % 1 == 0).all():
-            notes.append(
-                f"{column!r} holds a distinct whole number on every row, like an identifier: "
-                f"drop it with --drop {column!r} if it is one."
-            )
+        whole = bool((numbers.dropna() % 1 == 0).all())
+        if _identifier_like(distinct, rows, whole, column, "a distinct whole number on every row, like an identifier",
+                            notes, roles):
+            return None
         return numbers, "numeric"
     if looks_like_dates(values):
         notes.append(f"Dropped {column!r}: it holds dates. Name it with --time, or derive numbers from it.")
         return None
-    if distinct == rows and rows >= 50:
-        notes.append(f"Dropped {column!r}: a distinct text value on every row (an identifier or free text).")
+    if _identifier_like(distinct, rows, True, column, "a distinct text value on every row (an identifier or free "
+                        "text)", notes, roles):
         return None
     return values.astype(object).astype("category"), "categorical"
+
+
+def _identifier_like(
+    distinct: int, rows: int, whole: bool, column: str, what: str, notes: list[str], roles: ColumnRoles
+) -> bool:
+    """Whether to drop the column as an identifier: a distinct value on every row, unless --keep keeps it."""
+    if not (whole and distinct == rows and rows >= IDENTIFIER_ROWS):
+        return False
+    if column in roles.keep:
+        notes.append(f"Kept {column!r} as a feature (--keep), although it holds {what}.")
+        return False
+    as_id = "" if roles.id else f", or name it with --id {column!r} to carry it into predictions"
+    notes.append(f"Dropped {column!r}: {what}. Keep it with --keep {column!r} if it is a feature{as_id}.")
+    return True

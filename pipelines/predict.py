@@ -8,7 +8,8 @@ import pandas as pd
 
 from leadscore.errors import LeadscoreError
 from leadscore.files import check_folder, check_table_suffix, write_table
-from leadscore.features.flat import read_table_file
+from leadscore.features.flat import numbered_rows, read_table_file
+from leadscore.models.explain import MIN_REASON_POINTS
 from leadscore.models.scoring import Scorer
 from leadscore.pipelines.registry import load_model
 from leadscore.progress import Progress
@@ -21,6 +22,7 @@ def predict_file(
     tracking: str | None = None,
     explain: bool = False,
     progress: Progress = Progress(),
+    min_reason_points: float = MIN_REASON_POINTS,
 ) -> pd.DataFrame:
     """Write the id, calibrated probability, tier and never-seen values of every row of ``data`` to ``out``.
 
@@ -39,6 +41,8 @@ def predict_file(
             "at least one lead."
         )
     model = load_model(model_uri, tracking)
-    scored = Scorer(model).score(raw, explain=explain, source=data.name, progress=progress)
+    raw = numbered_rows(raw, model.id_column)  # a model trained without an id names leads by their row
+    scored = Scorer(model).score(raw, explain=explain, source=data.name, progress=progress,
+                                 min_reason_points=min_reason_points)
     write_table(scored, out)
     return scored

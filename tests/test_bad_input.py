@@ -389,7 +389,7 @@ CASES = [
          ("reads CSV", "Parquet"), (text_file("l.xlsx", "PK\x03\x04"),)),
     Case("text posing as Parquet", ("features", "--data", "{tmp}/l.parquet", "--id", "a", "--target", "b", *FEATURES_OUT), 2,
          ("Is it really a Parquet file",), (text_file("l.parquet", "lead,won\n1,0\n"),)),
-    Case("no roles", ("features", "--data", "{tmp}/leads.csv", *FEATURES_OUT), 2, ("--id COLUMN and --target COLUMN",),
+    Case("no roles", ("features", "--data", "{tmp}/leads.csv", *FEATURES_OUT), 2, ("needs --target COLUMN",),
          (flat(),)),
     Case("id mistyped", ("features", "--data", "{tmp}/leads.csv", "--id", "Lead", "--target", "won", *FEATURES_OUT), 2,
          ("--id 'Lead'", "Did you mean 'lead'"), (flat(),)),

@@ -11,8 +11,17 @@ import pytest
 
 from leadscore.errors import LeadscoreError
 from leadscore.features import FeatureTable
-from leadscore.features.flat import ColumnRoles, flat_feature_table, load_flat_table, read_table_file, readable
+from leadscore.features.column_labels import default_family, parse_column_labels, read_column_labels
+from leadscore.features.flat import (
+    ColumnRoles,
+    flat_feature_table,
+    load_flat_table,
+    numbered_rows,
+    read_table_file,
+    readable,
+)
 from leadscore.features.parsing import NumberFormat, ReadingRule
+from leadscore.features.sentences import describe
 
 X_EDUCATION_LEAKY = (
     "Tags", "Lead Quality", "Lead Profile", "Last Activity", "Last Notable Activity",
@@ -155,7 +164,7 @@ def test_latin1_csv_is_read(tmp_path):
 
 def test_day_first_dates_are_read_day_first_on_every_row(frame):
     days = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.random.default_rng(1).integers(0, 700, 2_000), unit="D")
-    leads = pd.DataFrame({"lead": range(2_000), "won": [1, 0] * 1_000, "visits": range(2_000),
+    leads = pd.DataFrame({"lead": range(2_000), "won": [1, 0] * 1_000, "visits": np.arange(2_000) % 9,
                           "signup": days.strftime("%d/%m/%Y")})
     table = flat_feature_table(leads, ColumnRoles(id="lead", target="won", time="signup"))
     assert (table.frame["signup"] == days).all()
@@ -182,7 +191,7 @@ def test_a_numeric_column_with_three_question_marks_stays_numeric(tmp_path):
 
 
 def test_decimal_commas_in_a_semicolon_file_are_numbers(tmp_path):
-    rows = ["lead;won;amount;price"] + [f"L{i};{i % 2};{i},5;{i + 1}.{i % 10}00" for i in range(60)]
+    rows = ["lead;won;amount;price"] + [f"L{i};{i % 2};{i},5;{i % 30 + 1}.{i % 10}00" for i in range(60)]
     table = load_flat_table(_csv(tmp_path, rows), ColumnRoles(id="lead", target="won"))
     assert table.registry["amount"].kind == "numeric" and table.registry["price"].kind == "numeric"
     assert table.frame.loc[12, "amount"] == 12.5
@@ -224,6 +233,178 @@ def test_a_file_with_no_rows_is_refused(tmp_path, frame):
             load_flat_table(tmp_path / name, ColumnRoles(id="lead", target="won"))
 
 
+def test_a_table_without_id_numbers_its_rows_as_predict_does(frame):
+    table = flat_feature_table(frame, ColumnRoles(target="won", na_values=("Select",)), source="leads.csv")
+    assert table.id_column == "row_number"
+    assert table.frame["row_number"].tolist() == list(range(1, 61))
+    assert "lead" not in table.registry
+    assert any(note.startswith("No id column: leads are numbered by their row in leads.csv") for note in table.notes)
+    assert any("Dropped 'lead'" in note and "--id 'lead'" in note for note in table.notes)
+    new = frame.iloc[10:13]
+    assert numbered_rows(new, "row_number")["row_number"].tolist() == [1, 2, 3]
+    assert numbered_rows(new, "lead") is new  # a model with an id reads it from the file
+    own = new.assign(row_number=[7, 8, 9])
+    assert numbered_rows(own, "row_number")["row_number"].tolist() == [7, 8, 9]
+    with pytest.raises(LeadscoreError, match=r"leads.csv has a column 'row_number'.* --id row_number .* or rename it"):
+        flat_feature_table(frame.assign(row_number=1), ColumnRoles(target="won"), source="leads.csv")
+
+
+def test_identifier_like_columns_are_dropped_unless_kept(frame):
+    numbered = frame.assign(**{"Lead Number": np.arange(660_000, 660_060)})
+    table = flat_feature_table(numbered, ROLES)
+    assert "Lead Number" not in table.registry and "Lead Number" not in table.frame
+    assert ("Dropped 'Lead Number': a distinct whole number on every row, like an identifier. Keep it with "
+            "--keep 'Lead Number' if it is a feature.") in table.notes
+    kept = flat_feature_table(numbered, ROLES.model_copy(update={"keep": ("Lead Number", "notes")}))
+    assert kept.registry["Lead Number"].kind == "numeric" and kept.registry["notes"].kind == "categorical"
+    assert any(note.startswith("Kept 'Lead Number' as a feature (--keep)") for note in kept.notes)
+    small = flat_feature_table(numbered.iloc[:40], ROLES)  # too few rows to tell an identifier from a measure
+    assert "Lead Number" in small.registry
+    with pytest.raises(LeadscoreError, match=r"--drop 'score' and --keep 'score': say one or the other"):
+        flat_feature_table(frame, ROLES.model_copy(update={"keep": ("score",)}))
+    with pytest.raises(LeadscoreError, match=r"--keep 'Lead Nmber': .* Did you mean 'Lead Number'"):
+        flat_feature_table(numbered, ROLES.model_copy(update={"keep": ("Lead Nmber",)}))
+
+
+COUNTS = [0, 0, 0, 1, 2, 0, 3]
+MEASURES = [34.0, 51.0, 28.0, 45.0, 39.0, 62.0, 30.0]
+
+
+@pytest.mark.parametrize(
+    "column, values, kind, family",
+    [
+        ("Country", ["India", "UAE"], "categorical", "fit"),
+        ("City", ["Pune", "Mumbai"], "categorical", "fit"),
+        ("industry", ["retail", "software"], "categorical", "fit"),
+        ("What is your current occupation", ["Student", "Unemployed"], "categorical", "fit"),
+        ("CompanySize", ["1-10", "11-50"], "categorical", "fit"),
+        ("job_title", ["CTO", "analyst"], "categorical", "fit"),
+        ("age", MEASURES, "numeric", "fit"),
+        ("marital", ["single", "married"], "categorical", "fit"),
+        ("Number of employees", MEASURES, "numeric", "fit"),
+        ("TotalVisits", COUNTS, "numeric", "engagement"),
+        ("Total Time Spent on Website", MEASURES, "numeric", "engagement"),
+        ("Page Views Per Visit", MEASURES, "numeric", "engagement"),
+        ("Last Activity", ["Email Opened", "SMS Sent"], "categorical", "engagement"),
+        ("campaign", COUNTS, "numeric", "engagement"),
+        ("day_of_week", ["mon", "tue"], "categorical", "engagement"),
+        ("How did you hear about X Education", ["Online Search", "Other"], "categorical", "engagement"),
+        ("Company page views", COUNTS, "numeric", "engagement"),  # a behaviour word wins over a profile word
+        ("Job applications", COUNTS, "numeric", "engagement"),  # a tally of events, whatever it names
+        ("euribor3m", MEASURES, "numeric", "engagement"),  # no word known: engagement
+    ],
+)
+def test_families_follow_the_column_name_and_shape(column, values, kind, family):
+    assert default_family(column, pd.Series(values), kind) == family
+
+
+def test_fit_and_the_labels_file_override_the_families_of_names(frame):
+    labels = parse_column_labels("columns:\n  country:\n    family: engagement\n  source:\n    family: fit\n", "l.yaml")
+    roles = ColumnRoles(id="lead", target="won", drop=("score",), fit=("visits", "source"))
+    table = flat_feature_table(frame, roles, labels=labels)
+    families = {spec.name: spec.family for spec in table.registry}
+    assert families == {"visits": "fit", "minutes": "engagement", "source": "fit", "country": "engagement"}
+    assert any(note.startswith("Fit (who the lead is): 'visits', 'source';") for note in table.notes)
+    by_name = flat_feature_table(frame, ColumnRoles(id="lead", target="won", drop=("score",)))
+    assert {spec.name for spec in by_name.registry if spec.family == "fit"} == {"country"}
+    assert any(note.startswith("Fit (who the lead is): 'country', by their names; the other 3 features count as "
+                               "engagement") for note in by_name.notes)
+    behaviour = flat_feature_table(frame.drop(columns="country"), ColumnRoles(id="lead", target="won"))
+    assert any(note.startswith("No column reads as describing who the lead is") and "--fit COLUMN" in note
+               for note in behaviour.notes)
+
+
+LABELS = """
+columns:
+  source:
+    label: Lead source
+    family: engagement
+    description: The channel the lead came through.
+    sentence:
+      Google: Came through a Google search
+      value: Came through {value}
+      missing: Lead source unknown
+  visits:
+    label: Website visits
+    sentence: {"0": Never visited the website, "1": Visited once, value: "{label}: {value}", digits: "0"}
+  country: Country of the lead
+  Flag: {sentence: {"Yes": Said yes, "No": Said no}}
+"""
+
+
+def test_labels_give_features_their_words_and_sentences(frame):
+    labels = parse_column_labels(LABELS, "labels.yaml")
+    assert labels.words("Flag").sentence == {"Yes": "Said yes", "No": "Said no"}  # YAML's yes stays text
+    table = flat_feature_table(frame.assign(Flag=["Yes", "No"] * 30), ROLES, labels=labels)
+    registry = table.registry
+    assert registry["source"].label == "Lead source"
+    assert registry["source"].description == "The channel the lead came through."
+    assert registry["country"].label == "Country of the lead" and registry["country"].family == "fit"
+    assert registry["minutes"].label == "Minutes" and registry["minutes"].sentence is None
+    assert describe(registry["source"], "Google") == "Came through a Google search"
+    assert describe(registry["source"], "Referral") == "Came through Referral"
+    assert describe(registry["source"], None) == "Lead source unknown"
+    assert describe(registry["visits"], 0.0) == "Never visited the website"
+    assert describe(registry["visits"], 1.2) == "Visited once"
+    assert describe(registry["visits"], 6.0) == "Website visits: 6"
+    assert describe(registry["Flag"], "Yes") == "Said yes"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("columns:\n  visits:\n    family: behaviour\n",
+         r"labels.yaml: column 'visits': family 'behaviour' is not one of fit, engagement\. Write family: fit"),
+        ("columns:\n  visits:\n    sentence: Came through {value\n",
+         r"labels.yaml: column 'visits', sentence for 'value': .* has a lone brace\. Write \{value\}"),
+        ("columns:\n  visits:\n    sentence: From {country}\n",
+         r"labels.yaml: column 'visits', sentence for 'value': 'From \{country\}' uses \{country\}, but a template "
+         r"knows only \{value\}"),
+        ("columns:\n  visits:\n    sentence: {value: 'Visited {value:.1f} times'}\n",
+         r"uses \{value:\.1f\}, but a template knows only"),
+        ("columns:\n  visits:\n    sentence: {digits: two}\n", r"digits 'two' must be a whole number from 0 to 6"),
+        ("columns:\n  visits:\n    sentence: {'0': ''}\n", r"sentence for '0': the template must be non-empty text"),
+        ("columns:\n  visits:\n    labl: Visits\n", r"column 'visits': unknown key 'labl'\. An entry knows label, family"),
+        ("columns:\n  visits:\n    label: ''\n", r"column 'visits': the label must be non-empty text"),
+        ("columns:\n  visits: [a, b]\n", r"column 'visits': write a label, or a mapping"),
+        ("visits: Visits\n", r"labels.yaml: the file must hold one mapping, `columns`"),
+        ("columns:\n  visits: A\n  visits: B\n",
+         r"labels.yaml is not valid YAML at line 3, column 3: the key 'visits' is written twice"),
+        ("columns: [\n", r"labels.yaml is not valid YAML at line 2, column 1: expected the node content.* Fix that line"),
+    ],
+)
+def test_a_bad_labels_file_names_the_file_the_key_and_the_fix(text, message):
+    with pytest.raises(LeadscoreError, match=message):
+        parse_column_labels(text, "labels.yaml")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("columns:\n  Countri: Country\n",
+         r"labels.yaml: the entry 'Countri' names no column of leads.csv\. Did you mean 'country'\? Write the column's"),
+        ("columns:\n  visits:\n    sentence: {'1.0': Visited once}\n",
+         r"column 'visits': the sentence for '1\.0' would never be used, .* write it '1'"),
+        ("columns:\n  visits:\n    sentence: {once: Visited once}\n",
+         r"the sentence for 'once' would never be used, .* key it by a number, 'missing' or 'value'"),
+    ],
+)
+def test_labels_that_do_not_fit_the_table_are_refused(frame, text, message):
+    with pytest.raises(LeadscoreError, match=message):
+        flat_feature_table(frame, ROLES, source="leads.csv", labels=parse_column_labels(text, "labels.yaml"))
+
+
+def test_labels_files_are_read_by_path_or_shipped_name(tmp_path):
+    (tmp_path / "labels.yaml").write_text(LABELS)
+    assert read_column_labels(tmp_path / "labels.yaml").words("country").label == "Country of the lead"
+    shipped = read_column_labels("x-education")
+    assert shipped.source == "x_education_labels.yaml" and shipped.words("TotalVisits").family == "engagement"
+    with pytest.raises(LeadscoreError, match=r"--labels .*nope.yaml: there is no such file\. .* shipped one: x-education"):
+        read_column_labels(tmp_path / "nope.yaml")
+    with pytest.raises(LeadscoreError, match="it is a folder"):
+        read_column_labels(tmp_path)
+
+
 @pytest.mark.shared_data
 def test_x_education_leads_read_with_their_documented_roles(shared_data):
     roles = ColumnRoles(id="Prospect ID", target="Converted", drop=X_EDUCATION_LEAKY + ("Lead Number",), na_values=("Select",))
@@ -246,3 +427,22 @@ def test_bank_marketing_semicolons_and_yes_no_target(shared_data):
     assert int(table.target.sum()) == 4_640
     assert table.registry["euribor3m"].kind == "numeric"
     assert table.registry["job"].kind == "categorical"
+    fit = {spec.name for spec in table.registry if spec.family == "fit"}
+    assert fit == {"age", "job", "marital", "education", "default", "housing", "loan"}
+
+
+@pytest.mark.shared_data
+def test_x_education_without_id_with_its_shipped_labels(shared_data):
+    labels = read_column_labels("x-education")
+    roles = ColumnRoles(target="Converted", drop=X_EDUCATION_LEAKY, na_values=("Select",))
+    table = load_flat_table(shared_data / "x-education-leads" / "Leads.csv", roles, labels)
+    assert table.id_column == "row_number" and table.frame["row_number"].iloc[-1] == 9_240
+    assert not {"Prospect ID", "Lead Number"} & set(table.registry.names)
+    fit = {spec.name for spec in table.registry if spec.family == "fit"}
+    assert fit == {"Country", "City", "Specialization", "What is your current occupation",
+                   "What matters most to you in choosing a course"}
+    assert table.registry["TotalVisits"].label == "Website visits"
+    assert describe(table.registry["Lead Source"], "Google") == "Came through Google"
+    # The shipped words agree with the rule a table without labels gets.
+    by_name = {spec.name for spec in table.registry if default_family(spec.name, table.frame[spec.name], spec.kind) == "fit"}
+    assert by_name == fit
