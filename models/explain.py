@@ -19,15 +19,24 @@ Contributions add up to the margin. Probability points split the gap between
 the lead's calibrated probability and that of a lead at the base margin in
 the same proportions, so they add up too; calibration is monotone, so every
 reason keeps its sign.
+
+A field is a reason only when it is material for the lead (``ReasonRule``):
+it moves the lead's probability by enough points and carries a real share
+of everything that moves the lead. A reason names its field's strongest
+feature, and a second one only when it is another measure of the field (the
+days since the last pricing-page view beside the views over 30 days, never
+a second window of the same count) and carries a real part of the reason.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from leadscore.errors import LeadscoreError
 from leadscore.features.registry import FeatureRegistry
 from leadscore.models.candidates import LightGBMCandidate, LogisticCandidate
 from leadscore.models.treeshap import TreeShap
@@ -37,6 +46,10 @@ TOP_REASONS = 3
 CHUNK_ROWS = 100_000  # explained at once: bounds memory at about 100k x features x 8 bytes a buffer
 CARRIED_BY_MAX = 5
 FEATURES_PER_REASON = 2  # a reason about a field names its strongest features in the reason's direction
+MIN_REASON_POINTS = 0.5
+MIN_REASON_SHARE = 0.10
+# Below this a reason would print as "+0.00 pts" and could not show which way it pushes.
+SMALLEST_SHOWN_POINTS = 0.01
 
 
 def folding(index: np.ndarray, width: int) -> np.ndarray:
@@ -51,16 +64,65 @@ def first_of_each(index: np.ndarray) -> np.ndarray:
     return np.unique(index, return_index=True)[1]
 
 
+def _numbered(keys: list) -> tuple[list, np.ndarray]:
+    """The distinct keys in order of first appearance, and the position of each key among them."""
+    distinct = list(dict.fromkeys(keys))
+    position = {key: number for number, key in enumerate(distinct)}
+    return distinct, np.asarray([position[key] for key in keys], dtype=int)
+
+
 def business_fields(registry: FeatureRegistry, features: list[str]) -> tuple[list[str], np.ndarray]:
     """The business fields of ``features`` in order of first appearance, and the field index of each feature."""
-    fields: list[str] = []
-    index = []
-    for name in features:
-        field = registry[name].business_field
-        if field not in fields:
-            fields.append(field)
-        index.append(fields.index(field))
-    return fields, np.asarray(index, dtype=int)
+    return _numbered([registry[name].business_field for name in features])
+
+
+def measures(registry: FeatureRegistry, features: list[str]) -> np.ndarray:
+    """Index of each feature's measure: features of one business field whose labels differ only after their last
+    comma ("Pricing-page views, last 7 days" and "..., last 30 days") are windows of one measure."""
+    return _numbered([(registry[name].business_field, registry[name].label.rsplit(", ", 1)[0]) for name in features])[1]
+
+
+@dataclass(frozen=True)
+class ReasonRule:
+    """When a business field is worth a reason for one lead: it moves the lead's probability by ``min_points``
+    or more (and by what two decimals show) AND carries ``min_share`` or more of the lead's movement, the sum of
+    the absolute contributions of all its fields.
+
+    Points alone let noise through where probability moves fast: near 50 %, a tenth of a log-odd is 2.5 pts.
+    Why a tenth: on the table of ``tests/test_reasons.py`` (four drivers, four noise columns, LightGBM; seeds 7
+    to 9) a noise column's share is under 8-9 % for 99 % of leads and a driver's median share is a fifth; on the
+    simulated CRM's 26 fields, a lead's third-strongest field holds a tenth (median over the leads some field
+    moves by 0.5 pts). So a lead moved by a few fields keeps up to three reasons each way, and a lead moved a
+    little by many says that nothing stands out.
+    """
+
+    min_points: float = MIN_REASON_POINTS
+    min_share: float = MIN_REASON_SHARE
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.min_points) and self.min_points >= 0):
+            raise LeadscoreError(
+                f"The minimum points of a reason must be a number of percentage points, 0 or more; got "
+                f"{self.min_points!r}. Use e.g. 0.5 (the default) or 1."
+            )
+        if not 0 <= self.min_share <= 1:
+            raise LeadscoreError(
+                f"The minimum share of a reason must be between 0 and 1 (a share of the lead's movement); got "
+                f"{self.min_share!r}. Use e.g. 0.1 (the default)."
+            )
+
+    @property
+    def shown_points(self) -> float:
+        """The points a reason needs, at least what a printed reason can show."""
+        return max(float(self.min_points), SMALLEST_SHOWN_POINTS)
+
+    def material(self, log_odds: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """(rows, fields) True where the field is material for the row; ``points`` are ``log_odds`` in points."""
+        movement = np.abs(log_odds).sum(axis=1, keepdims=True)
+        # Points and log-odds share a sign only where calibration rises; a reason whose points said the opposite
+        # of its log-odds would read "raises" beside a minus.
+        return ((np.abs(points) >= self.shown_points) & (log_odds * points > 0)
+                & (np.abs(log_odds) >= self.min_share * movement))
 
 
 @dataclass(frozen=True)
@@ -143,6 +205,7 @@ class Explainer:
         families = [model.registry[f].family for f in self.features]
         self.is_fit = np.array([family == "fit" for family in families])
         self.fields, self.field_index = business_fields(model.registry, self.features)
+        self.measure_index = measures(model.registry, self.features)
         self.folding = folding(self.field_index, len(self.fields))
 
     def contributions(self, frame: pd.DataFrame) -> Contributions:
@@ -164,23 +227,25 @@ class Explainer:
         progress: Progress = Progress(),
         keep_contributions: bool = False,
         keep_fields: bool = False,
+        rule: ReasonRule = ReasonRule(),
     ) -> Explanations:
-        """Probability, tier, sub-scores and the top reasons of every row, chunk by chunk.
+        """Probability, tier, sub-scores and the top material reasons of every row, chunk by chunk.
 
         ``keep_contributions`` keeps every feature's log-odds, ``keep_fields``
-        every business field's (``self.fields`` order).
+        every business field's (``self.fields`` order); ``rule`` says which
+        fields are material enough to be reasons.
         """
         parts = []
         with progress.task("Explaining the scores", total=len(frame)) as advance:
             for start in range(0, len(frame), CHUNK_ROWS):
                 chunk = frame.iloc[start:start + CHUNK_ROWS]
-                parts.append(self._explain_chunk(self.model.encode(chunk), keep_contributions, keep_fields))
+                parts.append(self._explain_chunk(self.model.encode(chunk), keep_contributions, keep_fields, rule))
                 advance(len(chunk))
         if not parts:
-            parts.append(self._explain_chunk(self.model.encode(frame), keep_contributions, keep_fields))
+            parts.append(self._explain_chunk(self.model.encode(frame), keep_contributions, keep_fields, rule))
         return Explanations.concatenate(parts)
 
-    def _explain_chunk(self, encoded: pd.DataFrame, keep: bool, keep_fields: bool = False) -> Explanations:
+    def _explain_chunk(self, encoded: pd.DataFrame, keep: bool, keep_fields: bool, rule: ReasonRule) -> Explanations:
         contributions = self.encoded_contributions(encoded)
         values, base = contributions.values, contributions.base
         # The model's own margin, not the contributions' sum (equal to 1e-12): a lead's probability and
@@ -197,9 +262,11 @@ class Explainer:
         slope_at_base = (calibrator.predict(np.array([base + step]))[0] - calibrator.predict(np.array([base - step]))[0]) / (2 * step)
         slope = np.where(near, slope_at_base, (probability - base_probability) / np.where(near, 1.0, gap))
         by_field = values @ self.folding
-        top_for, top_against = _top(by_field, TOP_REASONS)
-        for_features = _strongest_features(values, top_for, self.field_index, 1.0)
-        against_features = _strongest_features(values, top_against, self.field_index, -1.0)
+        field_points = by_field * (100.0 * slope)[:, None]
+        top_for, top_against = _top(np.where(rule.material(by_field, field_points), by_field, 0.0), TOP_REASONS)
+        members = (values, self.field_index, self.measure_index, rule.min_share)
+        for_features = _strongest_features(*members, top_for, _values_at(by_field, top_for), 1.0)
+        against_features = _strongest_features(*members, top_against, _values_at(by_field, top_against), -1.0)
         fit = values[:, self.is_fit].sum(axis=1)
         engagement = values[:, ~self.is_fit].sum(axis=1)
         tiers = self.model.tiers
@@ -226,6 +293,8 @@ class Explainer:
             top_against_features=against_features,
             top_against_feature_log_odds=_values_at(values, against_features),
             carried_by=carried,
+            strongest_points=np.abs(field_points).max(axis=1, initial=0.0),
+            rule=rule,
             contributions=values if keep else None,
             field_log_odds=by_field if keep_fields else None,
         )
@@ -248,18 +317,24 @@ def _top(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return strongest(values), strongest(-values)
 
 
-def _strongest_features(values: np.ndarray, top: np.ndarray, field_index: np.ndarray, direction: float) -> np.ndarray:
-    """(rows, reasons, 2): for each chosen field, its features pushing hardest in ``direction``; -1 pads."""
+def _strongest_features(values: np.ndarray, field_index: np.ndarray, measure_index: np.ndarray, min_share: float,
+                        top: np.ndarray, top_log_odds: np.ndarray, direction: float) -> np.ndarray:
+    """(rows, reasons, 2): for each chosen field, its feature pushing hardest in ``direction``, then the hardest of
+    another measure carrying at least ``min_share`` of the field's log-odds; -1 pads."""
     rows = np.arange(len(values))
     chosen = np.full((*top.shape, FEATURES_PER_REASON), -1)
+    if not values.shape[1]:
+        return chosen
     for slot in range(top.shape[1]):
         score = np.where(field_index[None, :] == top[:, slot, None], direction * values, 0.0)
+        needed = np.zeros(len(values))
         for place in range(FEATURES_PER_REASON):
-            best = np.argmax(score, axis=1) if score.shape[1] else np.zeros(len(values), dtype=int)
-            pushes = score[rows, best] > 0 if score.shape[1] else np.zeros(len(values), dtype=bool)
+            best = np.argmax(score, axis=1)
+            pushes = (score[rows, best] > 0) & (score[rows, best] >= needed)
             chosen[:, slot, place] = np.where(pushes, best, -1)
-            if score.shape[1]:
-                score[rows, best] = 0.0
+            # "Once in the last 90 days; once since becoming a lead" says one thing twice.
+            score[measure_index[None, :] == measure_index[best][:, None]] = 0.0
+            needed = min_share * np.abs(top_log_odds[:, slot])
     return chosen
 
 
@@ -315,6 +390,8 @@ class Explanations:
     top_against_features: np.ndarray
     top_against_feature_log_odds: np.ndarray
     carried_by: np.ndarray  # (rows, 5) field indices of the reasons that carried the lead over its tier's threshold
+    strongest_points: np.ndarray  # (rows,) the largest move of any field, in points, material or not
+    rule: ReasonRule  # which fields were material enough to be reasons
     contributions: np.ndarray | None = None
     field_log_odds: np.ndarray | None = None  # (rows, fields), in the explainer's field order
 
@@ -324,7 +401,7 @@ class Explanations:
         fields = {}
         for name in cls.__dataclass_fields__:
             value = getattr(first, name)
-            if name in ("base", "base_probability"):
+            if name in ("base", "base_probability", "rule"):
                 fields[name] = value
             elif value is None:
                 fields[name] = None

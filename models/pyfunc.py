@@ -17,6 +17,7 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types.schema import AnyType, ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
+from leadscore.models.explain import MIN_REASON_POINTS
 from leadscore.models.model import LeadScoringModel
 from leadscore.models.scoring import EXPLANATION_COLUMNS, Scorer
 
@@ -37,7 +38,8 @@ OUTPUT_TYPES = {
 
 class LeadscorePyfunc(mlflow.pyfunc.PythonModel):
     """``predict`` returns each lead's id, probability, tier and unseen values; with ``params={"explain": True}``
-    also the fit and engagement scores and the reasons, as ``leadscore predict --explain`` writes them."""
+    also the fit and engagement scores and the reasons, as ``leadscore predict --explain`` writes them
+    (``params={"min_reason_points": ...}`` as ``--min-reason-points``)."""
 
     def load_context(self, context) -> None:
         with open(context.artifacts[MODEL_ARTIFACT], "rb") as handle:
@@ -45,7 +47,9 @@ class LeadscorePyfunc(mlflow.pyfunc.PythonModel):
         self.scorer = Scorer(self.model)  # once: explaining compiles the trees' pattern tables
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        return self.scorer.score(model_input, explain=bool((params or {}).get("explain")))
+        params = params or {}
+        return self.scorer.score(model_input, explain=bool(params.get("explain")),
+                                 min_reason_points=float(params.get("min_reason_points", MIN_REASON_POINTS)))
 
 
 def model_signature(model: LeadScoringModel) -> ModelSignature:
@@ -70,4 +74,6 @@ def model_signature(model: LeadScoringModel) -> ModelSignature:
     scored = Scorer(model).columns(explain=True)
     outputs = [ColSpec(AnyType(), model.id_column)]  # the id comes back as the caller gave it
     outputs += [ColSpec(OUTPUT_TYPES[column], column, required=column not in EXPLANATION_COLUMNS) for column in scored[1:]]
-    return ModelSignature(inputs=None, outputs=Schema(outputs), params=ParamSchema([ParamSpec("explain", DataType.boolean, False)]))
+    params = ParamSchema([ParamSpec("explain", DataType.boolean, False),
+                          ParamSpec("min_reason_points", DataType.double, MIN_REASON_POINTS)])
+    return ModelSignature(inputs=None, outputs=Schema(outputs), params=params)

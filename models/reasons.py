@@ -7,6 +7,11 @@ it: the raw category, not the model's "(other)" level), ``log_odds``,
 features the sentence names, each with its own share (and ``"unseen": true``
 for a value the model never saw at training, whose sentence says so).
 
+Only material fields are reasons (see ``ReasonRule``). A lead with none says
+so in one sentence, as ``nothing_stands_out`` in its data (null otherwise)
+and as its first reason sentence: "Nothing stands out: no single field moves
+this lead's score by 0.5 pts or more."
+
 The nightly job writes these for every open lead, so the JSON is assembled
 as text from fragments encoded once per field, feature and value, never
 through a dict per reason and ``json.dumps``; ``reason_records`` reads the
@@ -26,7 +31,7 @@ import pandas as pd
 
 from leadscore.features.registry import FeatureRegistry
 from leadscore.features.sentences import Phrasing
-from leadscore.models.explain import TOP_REASONS, Explanations, business_fields, first_of_each
+from leadscore.models.explain import TOP_REASONS, Explanations, ReasonRule, business_fields, first_of_each
 
 # A value training never saw is scored like the rare ones; its reason must not read as learned.
 NEW_TO_THE_MODEL = ", new to the model, scored like rare values"
@@ -51,6 +56,14 @@ def format_percent(probability: float) -> str:
     if percent >= 0.995 or percent == 0:
         return f"{percent:.1f} %"
     return f"{percent:.2g} %"
+
+
+def nothing_stands_out(rule: ReasonRule, spread: bool) -> str:
+    """The sentence of a lead with no material field: none moves it enough, or the movement is ``spread`` thin."""
+    if spread:
+        return (f"Nothing stands out: many fields move this lead's score a little each, none by {100 * rule.min_share:g} % "
+                "of their combined effect or more.")
+    return f"Nothing stands out: no single field moves this lead's score by {rule.shown_points:g} pts or more."
 
 
 def field_labels(registry: FeatureRegistry, features: list[str]) -> dict[str, str]:
@@ -102,6 +115,13 @@ class ReasonWriter:
                           json_numbers(np.round(member_log_odds, 6)).tolist(),
                           json_numbers(np.round(member_points, 4)).tolist()))
         texts, tops = [], []
+        rule = explanations.rule
+        quiet = (explanations.top_for < 0).all(axis=1) & (explanations.top_against < 0).all(axis=1)
+        spread = explanations.strongest_points >= rule.shown_points
+        said = np.array(["", nothing_stands_out(rule, False), nothing_stands_out(rule, True)], dtype=object)
+        kind = np.where(quiet, 1 + spread, 0)
+        notes = said[kind].tolist()
+        notes_data = np.array(["null", *map(quoted, said[1:])], dtype=object)[kind].tolist()
         carried = [[self.labels[self.fields[i]] for i in row if i >= 0] for row in explanations.carried_by.tolist()]
         tiers = [quoted(str(tier)) for tier in explanations.tier.tolist()]
         carriers_of = [",".join(self.quoted_fields[i] for i in row if i >= 0)
@@ -146,9 +166,9 @@ class ReasonWriter:
                     if side == 0:
                         firsts.append(said)
                 parts.append(",".join(reasons))
-            texts.append(f'{{"for":[{parts[0]}],"against":[{parts[1]}],"tier":{tiers[row]},'
-                         f'"carried_by":[{carriers_of[row]}]}}')
-            tops.append(firsts)
+            texts.append(f'{{"for":[{parts[0]}],"against":[{parts[1]}],"nothing_stands_out":{notes_data[row]},'
+                         f'"tier":{tiers[row]},"carried_by":[{carriers_of[row]}]}}')
+            tops.append([notes[row]] if notes[row] else firsts)
         return texts, tops, carried
 
 

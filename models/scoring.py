@@ -8,7 +8,9 @@ applied here, from the model, never by a caller.
 Each lead's row holds its id, calibrated probability and tier (the CRM's
 codes: none, mql, sql); with explanations, its fit and engagement scores
 (0-100), its three strongest reasons for as sentences, the fields that
-carried it into its tier, all six reasons as data (JSON); and always the
+carried it into its tier, all six reasons as data (JSON), each reason a
+material one (``min_reason_points`` and ``min_reason_share``, see
+``ReasonRule``) or one sentence saying that nothing stands out; and always the
 values the model never saw at training ("industry=Crypto"), whose reasons
 say so instead of reading as something the model learned.
 """
@@ -20,7 +22,7 @@ import pandas as pd
 
 from leadscore.errors import LeadscoreError
 from leadscore.models.changes import field_log_odds_json
-from leadscore.models.explain import Explainer
+from leadscore.models.explain import MIN_REASON_POINTS, MIN_REASON_SHARE, Explainer, ReasonRule
 from leadscore.models.reasons import ReasonWriter, explanation_columns, text_as_objects
 from leadscore.models.model import LeadScoringModel
 from leadscore.progress import Progress
@@ -55,13 +57,18 @@ class Scorer:
         fields: bool = False,
         source: str = "the leads",
         progress: Progress = Progress(),
+        min_reason_points: float = MIN_REASON_POINTS,
+        min_reason_share: float = MIN_REASON_SHARE,
     ) -> pd.DataFrame:
         """One row per row of ``leads`` (the model's id and feature columns, as a file or a CRM holds them).
 
         ``fields`` (with ``explain``) adds ``field_log_odds``: every business field's contribution to the
-        margin, as JSON, which the nightly job stores to say later why a score changed.
+        margin, as JSON, which the nightly job stores to say later why a score changed. A field is a reason
+        only when it moves the lead by ``min_reason_points`` percentage points or more and carries
+        ``min_reason_share`` or more of the lead's movement.
         """
         model = self.model
+        rule = ReasonRule(min_reason_points, min_reason_share)
         if model.id_column not in leads.columns:
             raise LeadscoreError(
                 f"{source} has no column {model.id_column!r}, the lead id the model was trained with. "
@@ -71,7 +78,7 @@ class Scorer:
         unseen = unseen_mask(model, frame)
         scored = {model.id_column: frame[model.id_column].to_numpy()}
         if explain:
-            explanations = self.explainer.explain(frame, progress, keep_fields=fields)
+            explanations = self.explainer.explain(frame, progress, keep_fields=fields, rule=rule)
             scored["probability"] = explanations.probability
             scored["tier"] = explanations.tier
             explained = explanation_columns(explanations, frame, model.registry, model.features, unseen, self._reasons)

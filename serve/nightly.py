@@ -40,7 +40,7 @@ from leadscore.features.crm_features import CRM_FEATURES
 from leadscore.features.snapshots import open_leads_at
 from leadscore.features.timeline import unknown_activity_types
 from leadscore.models.changes import describe_change, describe_changes, field_matrix
-from leadscore.models.explain import business_fields
+from leadscore.models.explain import MIN_REASON_POINTS, ReasonRule, business_fields
 from leadscore.models.reasons import field_labels, text_as_objects
 from leadscore.models.scoring import Scorer
 from leadscore.pipelines.registry import ResolvedModel, resolve_model
@@ -65,6 +65,10 @@ class ScoringOptions:
     wait: bool = False
     stage_map: dict[str, str] = field(default_factory=dict)
     workers: int = 0  # processes explaining chunks at once; 0: one per available core
+    min_reason_points: float = MIN_REASON_POINTS  # a field moving a lead less is no reason
+
+    def __post_init__(self) -> None:
+        ReasonRule(self.min_reason_points)  # a bad value is refused before the job takes the CRM's lock
 
 
 @dataclass
@@ -174,7 +178,8 @@ def _run(engine, resolved: ResolvedModel, options: ScoringOptions, as_of: dateti
     workers = 1 if len(features) <= CHUNK_ROWS else options.workers or available_cores()
     chunks = (features.iloc[start:start + CHUNK_ROWS] for start in range(0, len(features), CHUNK_ROWS))
     with progress.task("Explaining and writing scores", total=len(features)) as advance, writer, \
-            ChunkScorer(model, workers, explain=True, fields=True, source="the CRM") as scorer:
+            ChunkScorer(model, workers, explain=True, fields=True, source="the CRM",
+                        min_reason_points=options.min_reason_points) as scorer:
         for chunk, scored in scorer.scored(chunks):
             writer.write(chunk, scored)
             advance(len(chunk))

@@ -106,17 +106,22 @@ def test_points_add_up_to_the_gap_from_the_base_and_keep_each_sign(models, table
     assert np.all(np.sign(points) == np.sign(explanations.contributions))
 
 
-def test_reasons_are_the_strongest_contributions_as_data_and_sentences(models, table):
+def test_reasons_are_the_strongest_material_contributions_as_data_and_sentences(models, table):
     model = models["lightgbm"]
     rows = table.frame.head(200)
     explanations = Explainer(model).explain(rows, keep_contributions=True)
     records = reason_records(explanations, rows, model.registry, model.features)
     values = explanations.contributions
+    points = explanations.points(values)
+    # Material: 0.5 pts or more, and a tenth or more of all the lead's fields move it (each column is a field here).
+    material = (np.abs(points) >= 0.5) & (np.abs(values) >= 0.1 * np.abs(values).sum(axis=1, keepdims=True))
+    assert 0 < material.sum() < material.size
     for row, record in enumerate(records):
-        expected_for = sorted((v for v in values[row] if v > 0), reverse=True)[:3]
+        expected_for = sorted((v for v, kept in zip(values[row], material[row]) if kept and v > 0), reverse=True)[:3]
         assert [r["log_odds"] for r in record["for"]] == pytest.approx(expected_for, abs=1e-6)
-        expected_against = sorted(v for v in values[row] if v < 0)[:3]
+        expected_against = sorted(v for v, kept in zip(values[row], material[row]) if kept and v < 0)[:3]
         assert [r["log_odds"] for r in record["against"]] == pytest.approx(expected_against, abs=1e-6)
+        assert (record["nothing_stands_out"] is None) == bool(material[row].any())
         for reason in record["for"] + record["against"]:
             assert set(reason) == {"field", "feature", "label", "value", "log_odds", "points", "family", "sentence",
                                    "features"}
@@ -179,8 +184,8 @@ def test_scoring_columns_for_every_row(models, table):
                                      "tier_reasons", "reasons"]
     assert set(columns["tier"]) <= {"none", "mql", "sql"}
     first = json.loads(columns["reasons"].iloc[0])
-    assert set(first) == {"for", "against", "tier", "carried_by"}
-    assert columns["reason_1"].iloc[0] == (first["for"][0]["sentence"] if first["for"] else "")
+    assert set(first) == {"for", "against", "nothing_stands_out", "tier", "carried_by"}
+    assert columns["reason_1"].iloc[0] == (first["for"][0]["sentence"] if first["for"] else first["nothing_stands_out"] or "")
     assert columns.index.equals(rows.index)
 
 
