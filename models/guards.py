@@ -1,6 +1,10 @@
-"""Checks that refuse to train on data that would give a dishonest model."""
+"""Checks that refuse to train on data that would give a dishonest model, and one that flags a trained
+model whose held-out figures are too good to be honest."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -9,7 +13,15 @@ from sklearn.metrics import roc_auc_score
 from leadscore.errors import LeadscoreError
 from leadscore.features.registry import FeatureRegistry
 
+if TYPE_CHECKING:
+    from leadscore.models.model import LeadScoringModel
+
 AUC_SAMPLE_ROWS = 200_000
+# Held-out ROC AUC above which a model more likely reads the outcome than predicts it: lead conversion
+# depends on what happens after the cutoff, so honest CRM models stay far below.
+LEAK_AUC = 0.99
+LEAK_FIELDS_NAMED = 3  # most important fields a leak warning names
+LEAK_FEATURES_NAMED = 5  # features predicting the outcome on their own a leak warning names
 
 
 def require_positives(y: np.ndarray, minimum: int, where: str) -> None:
@@ -87,3 +99,42 @@ def require_disjoint(ids: pd.Series, training: np.ndarray, held_out: np.ndarray)
             f"{len(shared):,} leads are both in the training and the held-out rows (e.g. {shared[0]!r}): the "
             "evaluation would be optimistic. Each id must identify one lead."
         )
+
+
+@dataclass(frozen=True)
+class ProbableLeak:
+    """A model that ranks its held-out leads almost perfectly, and the features that may carry the leak."""
+
+    auc: float
+    alone: pd.Series  # feature -> its own held-out AUC, above the threshold, highest first
+    finding: str  # one sentence naming the AUC and the features, for a warning and a tag
+
+
+def probable_leak(
+    auc: float, model: LeadScoringModel, held_out: pd.DataFrame, importances: pd.DataFrame, feature_threshold: float
+) -> ProbableLeak | None:
+    """Flag a held-out ROC AUC above ``LEAK_AUC``, naming the suspects: the features whose own AUC on the
+    held-out rows exceeds ``feature_threshold``, and the fields the model leans on most (``importances``).
+
+    ``model`` is the one ``auc`` was measured with. Not a refusal: some tables are that separable honestly,
+    so training completes and a person decides. The training guard (``leaky_features``) sees one feature at
+    a time on the fitting rows; a leak spread over several features, or allowed with --allow-leaky, shows
+    only here.
+    """
+    if not auc > LEAK_AUC:
+        return None
+    own = feature_auc(model.encode(held_out), held_out[model.target_column].to_numpy(dtype=int))
+    alone = own[own > feature_threshold].sort_values(ascending=False)
+    named = "; ".join(f"{model.registry[name].label} ({name!r}) AUC {value:.3f}"
+                      for name, value in alone.head(LEAK_FEATURES_NAMED).items())
+    more = f" and {len(alone) - LEAK_FEATURES_NAMED} more" if len(alone) > LEAK_FEATURES_NAMED else ""
+    single = (f"on their own, these features predict the held-out outcome: {named}{more}" if len(alone) else
+              f"no single feature predicts the held-out outcome above AUC {feature_threshold:.2f} on its own")
+    top = importances.head(LEAK_FIELDS_NAMED)
+    carried = ", ".join(f"{row.label} ({field!r}) {row.share:.0%}" for field, row in top.iterrows())
+    finding = (
+        f"held-out ROC AUC {auc:.4f}, above {LEAK_AUC}: the model ranks the leads it never saw almost perfectly, the "
+        f"mark of a column written after the outcome was known (a naive join, a status field); {single}; the fields "
+        f"that move its scores most: {carried}."
+    )
+    return ProbableLeak(float(auc), alone, finding)

@@ -1,26 +1,29 @@
 """Stage: the model registry. Load a registered model, register a new one as challenger, promote or roll back.
 
 Registered versions carry aliases: a new model becomes ``challenger``;
-``promote`` moves ``champion`` to it only when it beats the champion on the
-challenger's held-out rows and is not worse calibrated.
+``promote`` moves ``champion`` to it only when it passes the gate of
+``models.gate`` on the challenger's held-out rows: no loss to a baseline and a
+gain over the champion, both beyond noise, and no worse calibration.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import tempfile
 import time
 from datetime import datetime, timezone
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from leadscore.errors import LeadscoreError
-from leadscore.models import metrics as scoring
+from leadscore.models.comparison import METRICS, RESAMPLES, Difference
+from leadscore.models.gate import judge
 from leadscore.models.model import LeadScoringModel
 from leadscore.pipelines.runs import INCOMPLETE_TAG
 from leadscore.pipelines.store import read_store, shown, store_error
@@ -30,17 +33,27 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 HOLDOUT_ARTIFACT = "evaluation/holdout.parquet"
 CHAMPION_HISTORY_TAG = "champion_history"
 ROLLED_BACK_TAG = "leadscore.rolled_back"
-CALIBRATION_TOLERANCE = 0.005  # ECE a challenger may lose and still count as "not worse calibrated"
+PROBABLE_LEAK_TAG = "leadscore.probable_leak"
+EVALUATED_MODEL_ARTIFACT = "evaluation/evaluated_model.pkl"
+PROMOTED, ALREADY_CHAMPION, KEPT, ROLLED_BACK = "promoted", "already champion", "kept", "rolled back"
+# `promote`'s exit status when it kept the champion: cron tells it from 0 (promoted), 1 (a crash) and 2 (a problem to fix).
+EXIT_KEPT = 3
 REGISTERED = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?")
 PAUSE_BEFORE_ALIAS = "LEADSCORE_TEST_PAUSE_BEFORE_ALIAS"
 
 
 @dataclass(frozen=True)
 class Decision:
-    promoted: bool
+    """What ``promote`` or ``rollback`` did, the message saying why, and the challenger's comparisons."""
+
+    outcome: str  # PROMOTED, ALREADY_CHAMPION, KEPT or ROLLED_BACK
     message: str
-    challenger: dict
-    champion: dict | None
+    differences: dict[str, Difference] = field(default_factory=dict)  # by "champion" and baseline name
+
+    @property
+    def promoted(self) -> bool:
+        """The champion alias moved."""
+        return self.outcome in (PROMOTED, ROLLED_BACK)
 
 
 def load_model(model_uri: str, uri: str | None = None) -> LeadScoringModel:
@@ -187,66 +200,112 @@ def version_by_alias(client, name: str, alias: str):
         return None
 
 
-def _score(model: LeadScoringModel, held_out: pd.DataFrame, metric: str) -> dict:
-    missing = [f for f in model.features if f not in held_out.columns]
-    if missing:
-        raise LeadscoreError(
-            f"The champion needs features the challenger's held-out rows lack ({', '.join(missing[:5])}): the two "
-            "models were trained on different data and cannot be compared. Promote by hand with the MLflow UI."
-        )
-    y = held_out[model.target_column].to_numpy(dtype=int)
-    values = scoring.probability_metrics(y, model.predict_proba(held_out))
-    return {"metric": values[metric], "ece": values["ece"], "brier": values["brier"]}
+def _held_out(client, version, uri: str | None) -> pd.DataFrame:
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            path = client.download_artifacts(version.run_id, HOLDOUT_ARTIFACT, scratch)
+        except mlflow.exceptions.MlflowException as error:
+            raise store_error(f"Cannot read the held-out rows of version {version.version} from {shown(uri)}", error, uri) from error
+        return pd.read_parquet(path)
+
+
+def _evaluated_model(client, model_name: str, version, uri: str | None) -> LeadScoringModel:
+    """The model a version's held-out figures come from: the one trained without its held-out rows, kept
+    beside the registered one when that was refitted on every row; the registered one itself otherwise."""
+    import mlflow
+
+    try:
+        kept = EVALUATED_MODEL_ARTIFACT in {artifact.path for artifact in client.list_artifacts(version.run_id, "evaluation")}
+        if kept:
+            with tempfile.TemporaryDirectory() as scratch:
+                with open(client.download_artifacts(version.run_id, EVALUATED_MODEL_ARTIFACT, scratch), "rb") as handle:
+                    return pickle.load(handle)  # our own store's artifact, as trusted as the pyfunc's pickle
+    except mlflow.exceptions.MlflowException as error:
+        raise store_error(f"Cannot read version {version.version}'s model from {shown(uri)}", error, uri) from error
+    return load_model(f"models:/{model_name}/{version.version}", uri)
 
 
 def promote(model_name: str = DEFAULT_MODEL_NAME, metric: str = "pr_auc", uri: str | None = None,
-            force: bool = False) -> Decision:
-    """Move ``champion`` to the challenger if it scores better on the challenger's held-out rows.
+            force: bool = False, resamples: int = RESAMPLES) -> Decision:
+    """Move ``champion`` to the challenger when it earns it on the challenger's held-out leads (``models.gate``:
+    no loss to a baseline beyond noise, better than the champion beyond noise, not worse calibrated).
 
-    A version taken off by ``rollback`` is not promoted again by a plain ``promote``, which would otherwise
-    undo the rollback at the next cron run; ``force`` promotes the challenger whatever the comparison says.
+    Refused too, without comparison: a version that training flagged as a probable leak, and one taken off
+    by ``rollback``, which a plain ``promote`` would otherwise bring back at the next cron run. ``force``
+    promotes the challenger whatever the comparison or the tags say, and says what it overrode.
+
+    Both sides are scored by the model their held-out figures come from: the challenger's stored scores,
+    and the champion's evaluated model (a refitted registered model has learned from rows like these).
+    Rows the champion did learn from, when the two runs' data overlap, favour the champion: the gate errs on
+    keeping it.
     """
-    if metric not in ("pr_auc", "roc_auc"):
-        raise LeadscoreError(f"--metric {metric!r}: choose pr_auc or roc_auc.")
+    if metric not in METRICS:
+        raise LeadscoreError(f"--metric {metric!r}: choose {' or '.join(METRICS)}.")
     client = read_store(uri)
     challenger = version_by_alias(client, model_name, CHALLENGER)
     if challenger is None:
         raise LeadscoreError(f"No '{CHALLENGER}' version of model {model_name!r} in {shown(uri)}: run `leadscore train` first.")
     champion = version_by_alias(client, model_name, CHAMPION)
     if champion is not None and champion.version == challenger.version:
-        return Decision(False, f"Version {challenger.version} is already the champion.", {}, None)
-    rolled_back = (challenger.tags or {}).get(ROLLED_BACK_TAG)
-    if rolled_back and not force:
-        kept = f"Kept version {champion.version}" if champion is not None else "Promoted nothing"
-        return Decision(False, f"{kept}: the challenger, version {challenger.version}, was rolled back ({rolled_back}). "
-                               "Train a new challenger, or `leadscore promote --force` to promote it again.", {}, None)
-    import mlflow
+        return Decision(ALREADY_CHAMPION, f"Version {challenger.version} is already the champion: nothing changed.")
+    kept = f"Kept version {champion.version}" if champion is not None else "Promoted nothing"
+    who = f"the challenger, version {challenger.version},"
+    tags = challenger.tags or {}
+    flags = []
+    if tags.get(ROLLED_BACK_TAG):
+        flags.append(f"was rolled back ({tags[ROLLED_BACK_TAG]})")
+        if not force:
+            return Decision(KEPT, f"{kept}: {who} {flags[-1]}. Train a new challenger, or `leadscore promote --force` "
+                                  "to promote it again.")
+    if tags.get(PROBABLE_LEAK_TAG):
+        flags.append(f"was flagged as a probable leak when trained: {tags[PROBABLE_LEAK_TAG].rstrip('.')}")
+        if not force:
+            return Decision(KEPT, f"{kept}: {who} {flags[-1]}. If every feature it names is known before the cutoff, "
+                                  "`leadscore promote --force` promotes it.")
 
-    with tempfile.TemporaryDirectory() as scratch:
-        try:
-            path = client.download_artifacts(challenger.run_id, HOLDOUT_ARTIFACT, scratch)
-        except mlflow.exceptions.MlflowException as error:
-            raise store_error(f"Cannot read the challenger's held-out rows from {shown(uri)}", error, uri) from error
-        held_out = pd.read_parquet(path)
-    challenger_score = _score(load_model(f"models:/{model_name}/{challenger.version}", uri), held_out, metric)
+    held_out = _held_out(client, challenger, uri)
+    ours = _evaluated_model(client, model_name, challenger, uri)  # for the names of its id and target columns
+    theirs = None
+    if champion is not None:
+        theirs, missing = _champion_scores(client, model_name, champion, held_out, uri)
+        if missing and not force:
+            raise LeadscoreError(
+                f"The champion, version {champion.version}, needs features the challenger's held-out rows lack "
+                f"({missing}): the two models were trained on different data and cannot be compared. "
+                "`leadscore promote --force` promotes the challenger without this comparison."
+            )
+        if missing:
+            flags.append(f"could not be compared with the champion, which needs {missing}")
+    verdict = judge(held_out, ours.target_column, ours.id_column, theirs,
+                    f"the champion (version {champion.version})" if champion is not None else "", metric, resamples)
+    refusals = [*flags, *verdict.refusals]
+    if refusals and not force:
+        return Decision(KEPT, f"{kept}: {who} {_and(refusals)}. {verdict.figures} "
+                              "`leadscore promote --force` promotes it anyway.", verdict.differences)
+    _set_champion(client, model_name, challenger.version, previous=champion.version if champion is not None else None)
+    if refusals:
+        done = f"Promoted version {challenger.version}" + (f" over version {champion.version}" if champion is not None else "")
+        return Decision(PROMOTED, f"{done}, forced: it {_and(refusals)}. {verdict.figures}", verdict.differences)
     if champion is None:
-        _set_champion(client, model_name, challenger.version, previous=None)
-        return Decision(True, f"Version {challenger.version} is the first champion.", challenger_score, None)
-    champion_score = _score(load_model(f"models:/{model_name}/{champion.version}", uri), held_out, metric)
-    better = challenger_score["metric"] > champion_score["metric"]
-    calibrated = challenger_score["ece"] <= champion_score["ece"] + CALIBRATION_TOLERANCE
-    comparison = (
-        f"{metric} {challenger_score['metric']:.4f} against {champion_score['metric']:.4f}, calibration error "
-        f"{challenger_score['ece']:.4f} against {champion_score['ece']:.4f} on the challenger's {len(held_out):,} held-out leads"
-    )
-    if (better and calibrated) or force:
-        _set_champion(client, model_name, challenger.version, previous=champion.version)
-        forced = "" if better and calibrated else " (forced)"
-        return Decision(True, f"Promoted version {challenger.version} over version {champion.version}{forced}: {comparison}.",
-                        challenger_score, champion_score)
-    reason = "does not score better" if not better else "is worse calibrated"
-    return Decision(False, f"Kept version {champion.version}: the challenger (version {challenger.version}) {reason}: {comparison}.",
-                    challenger_score, champion_score)
+        return Decision(PROMOTED, f"Version {challenger.version} is the first champion: it loses to no baseline "
+                                  f"beyond noise. {verdict.figures}", verdict.differences)
+    return Decision(PROMOTED, f"Promoted version {challenger.version} over version {champion.version}: better than "
+                              f"the champion beyond noise, and losing to no baseline. {verdict.figures}", verdict.differences)
+
+
+def _champion_scores(client, model_name: str, champion, held_out: pd.DataFrame, uri: str | None):
+    """The champion's scores of the challenger's held-out rows, or None and the features it lacks there."""
+    model = _evaluated_model(client, model_name, champion, uri)
+    missing = [feature for feature in model.features if feature not in held_out.columns]
+    if missing:
+        return None, ", ".join(missing[:5]) + (", …" if len(missing) > 5 else "")
+    return model.predict_proba(held_out), ""
+
+
+def _and(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
 
 
 def _history(client, model_name: str) -> list[str]:
@@ -277,4 +336,4 @@ def rollback(model_name: str = DEFAULT_MODEL_NAME, uri: str | None = None) -> De
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     client.set_model_version_tag(model_name, current.version, ROLLED_BACK_TAG,
                                  f"on {when}, back to version {previous}")
-    return Decision(True, f"Rolled back: version {previous} is the champion again (was version {current.version}).", {}, None)
+    return Decision(ROLLED_BACK, f"Rolled back: version {previous} is the champion again (was version {current.version}).")

@@ -22,9 +22,10 @@ import pandas as pd
 from leadscore.files import write_text
 from leadscore.models import plots
 from leadscore.models.explain import Explainer
+from leadscore.models.guards import ProbableLeak, probable_leak
 from leadscore.models.importance import family_shares, importance_table, with_rank_change
 from leadscore.pipelines import bundle
-from leadscore.pipelines.registry import CHAMPION, DEFAULT_MODEL_NAME, register_challenger, version_by_alias
+from leadscore.pipelines.registry import CHAMPION, DEFAULT_MODEL_NAME, PROBABLE_LEAK_TAG, register_challenger, version_by_alias
 from leadscore.pipelines.registry import Decision, load_model, promote, rollback  # noqa: F401  (the demo and notebooks import them from here)
 from leadscore.pipelines.runs import process_tags
 from leadscore.pipelines.store import mlflow_at, prepare_store, tracking_uri
@@ -43,6 +44,7 @@ class LoggedRun:
     version: str
     tracking_uri: str
     artifacts: Path  # local copy of metrics.json and the plots
+    probable_leak: str | None = None  # why the held-out figures look too good to be honest, when they do
 
     @property
     def model_uri(self) -> str:
@@ -115,7 +117,8 @@ def log_training(
     """Log parameters, data fingerprint, metrics, plots, registry and the pyfunc model; register it as challenger.
 
     The importances in ``result.insight`` gain the current champion's rank of each field on the same
-    held-out leads (``champion_rank``, ``rank_change``) before they are logged.
+    held-out leads (``champion_rank``, ``rank_change``) before they are logged. A held-out AUC that looks
+    like a leak tags the run and the version ``leadscore.probable_leak``, which ``promote`` refuses.
     """
     experiment_id = prepare_store(uri)
     mlflow = mlflow_at(uri)
@@ -129,6 +132,9 @@ def log_training(
         # The run knows its process from the start, so that a kill at any later point leaves a run the next
         # `train` can tell apart from a live one (runs.py).
         tags = {**process_tags(), "leadscore.kind": model.kind, "leadscore.source": result.table.source}
+        leak = _probable_leak(result)
+        if leak is not None:
+            tags[PROBABLE_LEAK_TAG] = leak.finding
         run_name = f"{model.kind} on {result.table.source}"[:250]
         with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
             mlflow.log_params(_params(result))
@@ -160,9 +166,20 @@ def log_training(
                 advance(1)
             held_out = result.evaluation.metrics.loc["leadscore model"]
             version_tags = {f"held_out.{metric}": f"{held_out[metric]:.6f}" for metric in VERSION_METRICS}
+            if leak is not None:
+                version_tags[PROBABLE_LEAK_TAG] = leak.finding  # given at registration: no window without it
             version = register_challenger(info.model_uri, model_name, version_tags)
             advance(1)
-    return LoggedRun(run.info.run_id, model_name, version, tracking_uri(uri), folder)
+    return LoggedRun(run.info.run_id, model_name, version, tracking_uri(uri), folder,
+                     leak.finding if leak is not None else None)
+
+
+def _probable_leak(result: TrainingResult) -> ProbableLeak | None:
+    return probable_leak(
+        float(result.evaluation.metrics.loc["leadscore model", "roc_auc"]),
+        result.evaluated_model or result.model,  # the model the held-out figures come from
+        result.held_out, result.insight.importances, result.config.leakage_auc,
+    )
 
 
 def _champion_importances(client, model_name: str, result: TrainingResult, uri: str | None) -> pd.DataFrame | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from leadscore.cli import app
 from leadscore.errors import LeadscoreError
 from leadscore.features.flat import ColumnRoles, flat_feature_table
+from leadscore.models.explain import MIN_REASON_POINTS
 from leadscore.models.scoring import EXPLANATION_COLUMNS, Scorer
 from leadscore.pipelines import registry, tracking
 from leadscore.pipelines.predict import predict_file
@@ -90,7 +92,9 @@ def test_the_logged_pyfunc_is_the_trained_model(table, store):
     assert list(outputs) == Scorer(result.model).columns(explain=True)
     assert isinstance(outputs["lead"].type, AnyType) and outputs["probability"].type == DataType.double
     assert {name for name, entry in outputs.items() if not entry.required} == set(EXPLANATION_COLUMNS)
-    assert signature.params.to_dict() == [{"name": "explain", "type": "boolean", "default": False, "shape": None}]
+    assert signature.params.to_dict() == [{"name": "explain", "type": "boolean", "default": False, "shape": None},
+                                          {"name": "min_reason_points", "type": "double", "default": MIN_REASON_POINTS,
+                                           "shape": None}]
     assert list(pyfunc.input_example.columns) == ["lead", *result.model.features]
     raw = result.model.raw_input(table.frame.head(50))
     plain = pyfunc.predict(raw)
@@ -114,12 +118,14 @@ def test_promote_only_a_better_challenger_and_roll_back(table, store):
     strong = _train(table)
     tracking.log_training(strong, "leads", store)
     second = tracking.promote("leads", uri=store)
-    assert second.promoted and "Promoted version 2 over version 1" in second.message
-    assert second.challenger["metric"] > second.champion["metric"]
+    assert second.promoted and "Promoted version 2 over version 1: better than the champion beyond noise" in second.message
+    gain = second.differences["champion"]
+    assert gain.better and f"{gain.mean:+.4f} ({gain.low:+.4f} to {gain.high:+.4f})" in second.message
 
     tracking.log_training(weak, "leads", store)
     third = tracking.promote("leads", uri=store)
-    assert not third.promoted and "does not score better" in third.message
+    assert third.outcome == registry.KEPT and "is not better than the champion (version 2) beyond noise" in third.message
+    assert third.differences["champion"].worse
 
     import mlflow
 
@@ -140,15 +146,17 @@ def test_promote_only_a_better_challenger_and_roll_back(table, store):
     assert "leadscore.rolled_back" not in client.get_model_version("leads", "2").tags
 
 
-def test_a_better_but_worse_calibrated_challenger_is_not_promoted(table, store, monkeypatch):
-    result = _train(table)
-    tracking.log_training(result, "leads", store)
+def test_a_better_but_worse_calibrated_challenger_is_not_promoted(table, store):
+    tracking.log_training(_train(table, exclude=("visits",)), "leads", store)
     tracking.promote("leads", uri=store)
-    tracking.log_training(result, "leads", store)
-    scores = iter([{"metric": 0.9, "ece": 0.05, "brier": 0.1}, {"metric": 0.8, "ece": 0.01, "brier": 0.1}])
-    monkeypatch.setattr(registry, "_score", lambda model, held_out, metric: next(scores))
+    strong = _train(table)
+    # The same ranking, so better beyond noise, but every probability pushed up: calibration lost.
+    inflated = strong.held_out["score: leadscore model"] ** 0.5
+    tracking.log_training(dataclasses.replace(strong, held_out=strong.held_out.assign(**{"score: leadscore model": inflated})),
+                          "leads", store)
     decision = tracking.promote("leads", uri=store)
-    assert not decision.promoted and "worse calibrated" in decision.message
+    assert decision.differences["champion"].better
+    assert decision.outcome == registry.KEPT and "is worse calibrated than the champion (version 1)" in decision.message
 
 
 def test_promote_without_a_challenger_says_what_to_do(store):
@@ -202,7 +210,7 @@ def test_train_promote_and_predict_from_the_command_line(store, tmp_path):
                                   "--min-positives", "50", "--model-name", "leads", "--report", str(tmp_path / "report"), *common])
     assert trained.exit_code == 0, trained.output
     text = " ".join(trained.output.split())
-    for fragment in ("Candidates on the walk-forward validation slice", "Held-out leads", "Logistic regression",
+    for fragment in ("Candidates out of fold", "Held-out leads", "Logistic regression",
                      "Lift, top 10%", "registered leads version 1 as challenger", "stratified"):
         assert fragment in text
     assert (tmp_path / "report" / "gains.png").exists()
