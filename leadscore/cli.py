@@ -58,11 +58,14 @@ ForceOption = Annotated[
 ]
 
 
-def _flat_roles(id, target, time_column, time_format, drop, na_value, fit, positive):
+def _flat_roles(id, target, time_column, time_format, drop, na_value, fit, positive, keep):
     from leadscore.features.flat import ColumnRoles
 
-    if id is None or target is None:
-        raise LeadscoreError("A flat table needs --id COLUMN and --target COLUMN.")
+    if target is None:
+        raise LeadscoreError(
+            "A flat table needs --target COLUMN, the column saying whether each lead converted. --id COLUMN is "
+            "optional: without it, leads are numbered by their row."
+        )
     return ColumnRoles(
         id=id,
         target=target,
@@ -71,11 +74,22 @@ def _flat_roles(id, target, time_column, time_format, drop, na_value, fit, posit
         drop=tuple(drop or ()),
         na_values=tuple(na_value or ()),
         fit=tuple(fit or ()),
+        keep=tuple(keep or ()),
         positive=positive,
     )
 
 
-IdOption = Annotated[Optional[str], typer.Option("--id", help="Flat table: the lead id column.")]
+def _column_labels(labels: str | None):
+    from leadscore.features.column_labels import read_column_labels
+
+    return read_column_labels(labels) if labels else None
+
+
+IdOption = Annotated[
+    Optional[str],
+    typer.Option("--id", help="Flat table: the lead id column. Default: none, leads are numbered by their row "
+                              "(row_number, 1 for the first row), and predict numbers rows the same way."),
+]
 TargetOption = Annotated[Optional[str], typer.Option(help="Flat table: the outcome column.")]
 TimeOption = Annotated[
     Optional[str], typer.Option("--time", help="Flat table: a date column, for forward-in-time splits.")
@@ -91,10 +105,20 @@ NaValueOption = Annotated[
 ]
 FitOption = Annotated[
     Optional[list[str]],
-    typer.Option(help="Flat table: a column describing who the lead is (repeatable); the rest is engagement."),
+    typer.Option(help="Flat table: a column describing who the lead is (repeatable). Default: columns named like "
+                      "country, city, industry, occupation, job, age; the rest is engagement."),
 ]
 PositiveOption = Annotated[
     Optional[str], typer.Option(help="Flat table: the target value meaning converted, when not 1/yes/true.")
+]
+KeepOption = Annotated[
+    Optional[list[str]],
+    typer.Option(help="Flat table: keep this column although it looks like an identifier (repeatable)."),
+]
+LabelsOption = Annotated[
+    Optional[str],
+    typer.Option(help="Flat table: a YAML file giving columns business labels, families (fit or engagement) and "
+                      "reason sentences; x-education names the one shipped for the X Education leads."),
 ]
 MapStageOption = Annotated[
     Optional[list[str]],
@@ -104,6 +128,11 @@ MapStageOption = Annotated[
     ),
 ]
 ModelNameOption = Annotated[str, typer.Option(help="Name of the model in the MLflow registry.")]
+MinReasonPointsOption = Annotated[
+    float,
+    typer.Option(help="A field is a reason only when it moves the lead's probability by at least this many points "
+                      "(and carries a tenth of what moves the lead); a lead with none says nothing stands out.", min=0),
+]
 TrackingOption = Annotated[
     Optional[str],
     typer.Option(help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db.", show_default=False),
@@ -316,6 +345,8 @@ def features(
     na_value: NaValueOption = None,
     fit: FitOption = None,
     positive: PositiveOption = None,
+    keep: KeepOption = None,
+    labels: LabelsOption = None,
     map_stage: MapStageOption = None,
 ) -> None:
     """Write a point-in-time feature table with labels, from the CRM or from a flat lead table."""
@@ -328,7 +359,8 @@ def features(
     if data is not None:
         from leadscore.features.flat import load_flat_table
 
-        table = load_flat_table(data, _flat_roles(id, target, time_column, time_format, drop, na_value, fit, positive))
+        roles = _flat_roles(id, target, time_column, time_format, drop, na_value, fit, positive, keep)
+        table = load_flat_table(data, roles, _column_labels(labels))
     else:
         try:
             chosen = SnapshotPolicy(policy)
@@ -362,15 +394,19 @@ def print_training(result) -> None:
     """The validation choice and the held-out comparison, in marketer's notation."""
     console.print(f"Split: {result.split.description}.")
     choice = Table(
-        title="Candidates on the walk-forward validation slice (each chunk predicted by a model of its past)",
+        title="Candidates out of fold (each fold predicted by a model that never saw it)",
         title_justify="left",
     )
-    for header in ("Candidate", "Mean chunk AUC", "AUC per chunk", "PR AUC", "Brier (calibrated)", "Recent rows weighted", "Weights"):
-        choice.add_column(header, justify="right" if header in ("Mean chunk AUC", "PR AUC", "Brier (calibrated)") else "left")
+    steady = "steady_lead_over_logistic" in result.validation
+    headers = ("Candidate", "Mean fold AUC", "AUC per fold", "PR AUC", "Brier (calibrated)", "Recent rows weighted",
+               "Weights", *(("Steady lead over logistic",) if steady else ()))
+    for header in headers:
+        choice.add_column(header, justify="right" if header in ("Mean fold AUC", "PR AUC", "Brier (calibrated)") else "left")
     for name, row in result.validation.iterrows():
         chosen = " (chosen)" if name == result.validation.index[0] else ""
-        choice.add_row(f"{name}{chosen}", _number(row.roc_auc), row.chunk_auc, _number(row.pr_auc),
-                       _number(row.calibrated_brier, 4), row.recent_rows_weighted, row.weights)
+        choice.add_row(f"{name}{chosen}", _number(row.roc_auc), row.fold_auc, _number(row.pr_auc),
+                       _number(row.calibrated_brier, 4), row.recent_rows_weighted, row.weights,
+                       *((row.steady_lead_over_logistic,) if steady else ()))
     console.print(choice)
     metrics = result.evaluation.metrics
     held = Table(
@@ -404,9 +440,12 @@ def print_training(result) -> None:
 
 def print_tiers(result) -> None:
     tiers = result.model.tiers
+    # The description explains empty or rank-based tiers, so it sits under the table, in full, not in its title.
     table = Table(
-        title=f"Tiers on the held-out leads ({tiers.description}); a lead counts once, in its highest tier",
+        title="Tiers on the held-out leads; a lead counts once, in its highest tier",
         title_justify="left",
+        caption=f"Tiers by {tiers.description}.",
+        caption_justify="left",
     )
     for header in ("Tier", "Threshold", "Leads", "Leads per week", "Conversion rate", "Share of conversions"):
         table.add_column(header, justify="left" if header == "Tier" else "right")
@@ -451,6 +490,8 @@ def train(
     na_value: NaValueOption = None,
     fit: FitOption = None,
     positive: PositiveOption = None,
+    keep: KeepOption = None,
+    labels: LabelsOption = None,
     horizon_days: Annotated[
         int, typer.Option(help="CRM: converted means became a customer within this many days of the cutoff.", min=1)
     ] = 90,
@@ -482,26 +523,45 @@ def train(
     ] = None,
     tier_rule: Annotated[
         str,
-        typer.Option(help="How MQL and SQL thresholds are chosen: capacity (team sizes) or precision (conversion rates)."),
+        typer.Option(help="How MQL and SQL thresholds are chosen: capacity (team sizes) or precision (each lead's own "
+                          "probability against a target; by rank where the base rate already reaches the target)."),
     ] = "precision",
     mql_per_week: Annotated[
-        Optional[float], typer.Option(help="Capacity rule: leads the SDR team works a week (MQLs).", min=0)
+        Optional[float],
+        typer.Option(help="Capacity rule: leads the SDR team works a week (MQLs). Precision rule: rank by capacity "
+                          "where the base rate reaches a target.", min=0),
     ] = None,
     sql_per_week: Annotated[
-        Optional[float], typer.Option(help="Capacity rule: leads the AE team works a week (SQLs).", min=0)
+        Optional[float],
+        typer.Option(help="Capacity rule: leads the AE team works a week (SQLs). Precision rule: as --mql-per-week.",
+                     min=0),
     ] = None,
     mql_precision: Annotated[
-        float, typer.Option(help="Precision rule: share of MQLs expected to convert (0.1 = 10 %).", min=0, max=1)
+        float, typer.Option(help="Precision rule: a lead is an MQL when its own probability is at least this (0.1 = 10 %).",
+                            min=0, max=1)
     ] = 0.10,
     sql_precision: Annotated[
-        float, typer.Option(help="Precision rule: share of SQLs expected to convert (0.3 = 30 %).", min=0, max=1)
+        float, typer.Option(help="Precision rule: a lead is an SQL when its own probability is at least this (0.3 = 30 %).",
+                            min=0, max=1)
     ] = 0.30,
+    sql_share: Annotated[
+        float, typer.Option(help="Ranking without capacities: SQLs are this share of leads, the most likely (0.1 = top 10 %).",
+                            min=0, max=1)
+    ] = 0.10,
+    mql_share: Annotated[
+        float, typer.Option(help="Ranking without capacities: MQLs are this share of leads, ranked just below the SQLs.",
+                            min=0, max=1)
+    ] = 0.20,
     leads_per_week: Annotated[
         Optional[float],
         typer.Option(help="Capacity rule on a table without time column: new leads arriving a week.", min=0),
     ] = None,
 ) -> None:
-    """Train a calibrated conversion model, compare it with the baselines, and register it in MLflow as challenger."""
+    """Train a calibrated conversion model, compare it with the baselines, and register it in MLflow as challenger.
+
+    A held-out ROC AUC above 0.99 ends with a probable-leak warning naming the suspect features, and tags the run
+    and the version leadscore.probable_leak: training completes, `leadscore promote` refuses it without --force.
+    """
     from leadscore.models.rules import HandSetScoring
     from leadscore.models.tiers import TierConfig
     from leadscore.pipelines.store import prepare_store, shown
@@ -518,7 +578,8 @@ def train(
         exclude=tuple(exclude or ()),
         candidates=tuple(c.strip() for c in candidates.split(",") if c.strip()),
         seed=seed,
-        tiers=TierConfig(tier_rule, mql_per_week, sql_per_week, mql_precision, sql_precision, leads_per_week),
+        tiers=TierConfig(tier_rule, mql_per_week, sql_per_week, mql_precision, sql_precision, leads_per_week,
+                         sql_share=sql_share, mql_share=mql_share),
         refit=refit,
     )
     prepare_store(tracking_uri)  # before training: a wrong store fails now, and concurrent first runs create it once
@@ -526,7 +587,8 @@ def train(
         if data is not None:
             from leadscore.features.flat import load_flat_table
 
-            feature_table = load_flat_table(data, _flat_roles(id, target, time_column, time_format, drop, na_value, fit, positive))
+            roles = _flat_roles(id, target, time_column, time_format, drop, na_value, fit, positive, keep)
+            feature_table = load_flat_table(data, roles, _column_labels(labels))
         elif table is not None:
             from leadscore.features.table import FeatureTable
 
@@ -546,6 +608,13 @@ def train(
         f"{logged.version} as challenger ({logged.model_uri})."
         + (f" Report files in {report}." if report else "")
     )
+    if logged.probable_leak:
+        # Last and on stderr: the line a cron log or a redirected run must not bury.
+        errors.print(Text.assemble(
+            ("Warning: probable leak.", "bold red"), f" Version {logged.version}: {logged.probable_leak} It is tagged "
+            "leadscore.probable_leak, on its run too, and `leadscore promote` refuses it. Check that each feature named "
+            "is known before the cutoff, and leave out any that is not (--exclude); if all are, the table is that "
+            "separable and `leadscore promote --force` promotes it."), soft_wrap=True)
 
 
 @app.command()
@@ -555,22 +624,38 @@ def promote(
     metric: Annotated[str, typer.Option(help="Held-out metric the challenger must improve: pr_auc or roc_auc.")] = "pr_auc",
     rollback: Annotated[bool, typer.Option("--rollback", help="Point champion back to the previous champion.")] = False,
     force: Annotated[
-        bool, typer.Option("--force", help="Promote the challenger even if it loses the comparison or was rolled back.")
+        bool, typer.Option("--force", help="Promote the challenger even if it loses the comparison, was flagged as a "
+                                           "probable leak or was rolled back.")
     ] = False,
     tracking_uri: TrackingOption = None,
 ) -> None:
-    """Make the challenger the champion if it beats it on the newest held-out leads and is not worse calibrated."""
+    """Make the challenger the champion if it earns it on its held-out leads, by a paired bootstrap of the leads:
+    better than the champion beyond noise (95 % interval of the difference above zero), lower than neither
+    baseline (plain logistic regression, hand-set points) beyond noise, not worse calibrated, and not flagged as a
+    probable leak. A first model only has to pass the baselines.
+
+    Exit status: 0 the challenger is champion (promoted now, or already was: a rerun changes nothing), 3 the
+    champion was kept (or, with none yet, nothing promoted; the message says why), 2 a problem to fix (named in
+    the message), 1 a crash. `leadscore train && leadscore promote` in cron ends non-zero whenever nothing was
+    promoted. --rollback exits 0 when it rolled back.
+    """
     from leadscore.pipelines import registry
 
     decision = registry.rollback(model_name, tracking_uri) if rollback else registry.promote(
         model_name, metric, tracking_uri, force=force)
-    console.print(decision.message, style="green" if decision.promoted else "yellow")
+    console.print(decision.message, style="yellow" if decision.outcome == registry.KEPT else "green")
+    if decision.outcome == registry.KEPT:
+        raise typer.Exit(registry.EXIT_KEPT)
 
 
 @app.command()
 @user_errors
 def predict(
-    data: Annotated[Path, typer.Option(help="Flat file (CSV or Parquet) with the model's feature columns and lead id.")],
+    data: Annotated[
+        Path,
+        typer.Option(help="Flat file (CSV or Parquet) with the model's feature columns and lead id; a model trained "
+                          "without --id numbers the rows instead (row_number, 1 for the first row)."),
+    ],
     out: Annotated[
         Path,
         typer.Option(help="Where to write the id, probability, tier and never-seen values of every row (.csv or .parquet)."),
@@ -587,12 +672,13 @@ def predict(
             "(reason_1..reason_3) and all six reasons as JSON (reasons).",
         ),
     ] = False,
+    min_reason_points: MinReasonPointsOption = 0.5,
 ) -> None:
     """Write the calibrated probability of conversion of every row of a file, with its tier and reasons if asked."""
     from leadscore.pipelines.predict import predict_file
 
     with for_console(console) as progress:
-        scored = predict_file(model, data, out, tracking_uri, explain, progress)
+        scored = predict_file(model, data, out, tracking_uri, explain, progress, min_reason_points)
     from leadscore.models.tiers import TIER_DISPLAY
 
     counts = scored["tier"].value_counts()
@@ -651,6 +737,7 @@ def score(
     workers: Annotated[
         int, typer.Option(help="Processes explaining leads at once; 0: one per core this job may use.", min=0)
     ] = 0,
+    min_reason_points: MinReasonPointsOption = 0.5,
 ) -> None:
     """Score every open lead of the CRM and write probability, tier and reasons back: the nightly job.
 
@@ -665,6 +752,7 @@ def score(
     options = ScoringOptions(
         model_uri=model, tracking_uri=tracking_uri, as_of=_moment(as_of, "--as-of"), allow_drift=allow_drift,
         dry_run=dry_run, history_points=history_points, wait=wait, stage_map=_stage_map(map_stage), workers=workers,
+        min_reason_points=min_reason_points,
     )
     try:
         with _engine(crm, writable=not dry_run) as engine, for_console(errors if as_json else console) as progress:
@@ -765,6 +853,137 @@ def demo(
         f"{store}`); plots and metrics.json in {result.logged.artifacts}; marketing report: {result.report}. "
         f"Done in {time.perf_counter() - began:.0f} s."
     )
+
+
+@app.command()
+@user_errors
+def backtest(
+    crm: CrmOption = None,
+    data: Annotated[
+        Optional[Path], typer.Option(help="Replay a flat table (CSV or Parquet) with a --time column instead of the CRM.")
+    ] = None,
+    id: IdOption = None,
+    target: TargetOption = None,
+    time_column: TimeOption = None,
+    time_format: TimeFormatOption = None,
+    drop: DropOption = None,
+    na_value: NaValueOption = None,
+    fit: FitOption = None,
+    positive: PositiveOption = None,
+    keep: KeepOption = None,
+    labels: LabelsOption = None,
+    horizon_days: Annotated[
+        int, typer.Option(help="CRM: converted means became a customer within this many days of the cutoff; a row's "
+                               "outcome is known that long after its cutoff.", min=1)
+    ] = 90,
+    map_stage: MapStageOption = None,
+    cutoff_every: Annotated[int, typer.Option(help="CRM: months between two cutoffs of the training table.", min=1)] = 1,
+    cadence: Annotated[
+        str, typer.Option(help="Comma-separated retraining cadences to compare: never (train once, at --start) or a "
+                               "number of days.")
+    ] = "never,90,30,7",
+    start: Annotated[
+        Optional[str],
+        typer.Option(help="First retraining date, YYYY-MM-DD: rows from it on are scored. Default: the first day by "
+                          "which half of the rows' outcomes are known.", show_default=False),
+    ] = None,
+    period_days: Annotated[
+        int, typer.Option(help="Report AUC, Brier score and calibration per period of this many days.", min=1)
+    ] = 30,
+    max_trainings: Annotated[
+        int, typer.Option(help="Refuse a backtest that needs more models than this; each takes as long as a "
+                               "`leadscore train`.", min=1)
+    ] = 100,
+    min_positives: Annotated[int, typer.Option(help="Refuse to train with fewer converted leads.", min=1)] = 100,
+    allow_leaky: Annotated[
+        Optional[list[str]], typer.Option(help="Use this feature even if it looks like leakage (repeatable).")
+    ] = None,
+    exclude: Annotated[Optional[list[str]], typer.Option(help="Leave out this feature (repeatable).")] = None,
+    candidates: Annotated[
+        str, typer.Option(help="Comma-separated candidates each training compares: lightgbm, logistic, blend.")
+    ] = "lightgbm,logistic,blend",
+    seed: Annotated[int, typer.Option(help="Random seed, the same for every training.")] = 42,
+    tracking_uri: TrackingOption = None,
+    report: Annotated[
+        Optional[Path],
+        typer.Option(help="Also write periods.csv, cadences.csv, trainings.csv and backtest.png to this folder."),
+    ] = None,
+) -> None:
+    """Replay history to choose how often to retrain: per cadence, train on what was known at each retraining
+    date, score the leads that came next, and compare AUC, Brier score and calibration period by period.
+    Logs one MLflow run with the tables and the plot; registers no model."""
+    from leadscore.pipelines.backtest import BacktestConfig, log_backtest, parse_cadences, run_backtest
+    from leadscore.pipelines.store import prepare_store, shown
+    from leadscore.pipelines.train import TrainingConfig, crm_training_table
+
+    if crm is not None and data is not None:
+        raise LeadscoreError("Backtest one source at a time: --crm and --data were both given.")
+    if data is not None and time_column is None:
+        raise LeadscoreError(f"--data {data}: a backtest replays time; name the column holding each lead's date with "
+                             "--time COLUMN.")
+    training = TrainingConfig(
+        horizon_days=horizon_days,
+        min_positives=min_positives,
+        allow_leaky=tuple(allow_leaky or ()),
+        exclude=tuple(exclude or ()),
+        candidates=tuple(c.strip() for c in candidates.split(",") if c.strip()),
+        seed=seed,
+    )
+    config = BacktestConfig(
+        cadences=parse_cadences(cadence),
+        start=_day(start, "--start"),
+        period_days=period_days,
+        label_delay_days=0 if data is not None else horizon_days,
+        max_trainings=max_trainings,
+        training=training,
+    )
+    if report is not None and report.is_file():
+        raise LeadscoreError(f"--report {report}: that is a file; name a folder (it is created if missing).")
+    prepare_store(tracking_uri)  # a wrong store fails now, not after an hour of training
+    began = time.perf_counter()
+    with for_console(console) as progress:
+        if data is not None:
+            from leadscore.features.flat import load_flat_table
+
+            roles = _flat_roles(id, target, time_column, time_format, drop, na_value, fit, positive, keep)
+            feature_table = load_flat_table(data, roles, _column_labels(labels))
+        else:
+            from leadscore.crm.sql import load_history
+
+            with _engine(crm) as engine:
+                history = load_history(engine, progress=progress, stage_map=_stage_map(map_stage))
+            feature_table = crm_training_table(history, horizon_days, cutoff_every, progress=progress)
+        result = run_backtest(feature_table, config, progress)
+        logged = log_backtest(result, tracking_uri, report, progress)
+    print_backtest(result)
+    console.print(
+        f"Backtest done in {time.perf_counter() - began:.0f} s. Logged run {logged.run_id} to {shown(logged.tracking_uri)} "
+        "with the tables and the plot under backtest/" + (f"; also written to {report}." if report else ".")
+    )
+
+
+def print_backtest(result) -> None:
+    """Each cadence over all scored leads, then period by period."""
+    summary = Table(title=f"Retraining cadences on {result.source}, every lead from {result.start:%Y-%m-%d} scored "
+                          "by a model of its past", title_justify="left")
+    for header in ("Cadence", "Models", "AUC (pooled)", "Mean period AUC", "Brier", "ECE", "Mean predicted", "Observed"):
+        summary.add_column(header, justify="left" if header == "Cadence" else "right")
+    for row in result.cadences.itertuples(index=False):
+        summary.add_row(row.cadence, f"{row.models:,}", _number(row.roc_auc), _number(row.mean_period_auc),
+                        _number(row.brier, 4), _percent(row.ece), _percent(row.mean_predicted), _percent(row.observed_rate))
+    console.print(summary)
+    periods = Table(title=f"Per period of {result.config.period_days} days: AUC, Brier score, mean predicted",
+                    title_justify="left", caption="— : a period of one outcome has no AUC.", caption_justify="left")
+    for header in ("Period from", "Leads", "Observed", *result.cadences["cadence"]):
+        periods.add_column(header, justify="left" if header == "Period from" else "right")
+    # Every cadence scores the same leads: a period's leads and observed rate are one figure.
+    for first, group in result.periods.groupby("period_start", sort=True):
+        cells = [f"{_number(r.roc_auc)} {_number(r.brier, 4)} {_percent(r.mean_predicted)}"
+                 for r in group.itertuples(index=False)]
+        periods.add_row(f"{first:%Y-%m-%d}", f"{group['rows'].iloc[0]:,}", _percent(group["observed_rate"].iloc[0]), *cells)
+    console.print(periods)
+    for note in result.notes:
+        console.print(f"Note: {note}", style="yellow")
 
 
 if __name__ == "__main__":
