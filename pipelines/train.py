@@ -16,8 +16,9 @@ The steps, in order (see ``models.split`` for the roles of the rows):
    must earn it. With time, a candidate beats the logistic regression only
    if it leads it steadily, fold after fold: trees that win on average but
    lose whenever the world shifts would lose in production;
-4. fit the calibrator (sigmoid or centred isotonic) on the winner's
-   out-of-fold predictions, then refit the winner on all training rows;
+4. fit the calibrator (the model's own log-odds, sigmoid or centred
+   isotonic: ``models.calibration``) on the winner's out-of-fold
+   predictions, then refit the winner on all training rows;
 5. score the newest, held-out rows with the model and both baselines (a plain
    logistic regression and the hand-set points teams use today);
 6. explain them: which fields move the scores (importances), the reference
@@ -37,7 +38,6 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 
 from leadscore.crm.history import CrmHistory
 from leadscore.errors import LeadscoreError
@@ -48,8 +48,8 @@ from leadscore.features.snapshots import open_leads_at
 from leadscore.features.table import FeatureTable
 from leadscore.features.timeline import seconds
 from leadscore.models import metrics as scoring
-from leadscore.models.calibration import Calibrator
 from leadscore.models.candidates import LightGBMCandidate, LogisticCandidate, lightgbm_params
+from leadscore.models.choice import candidate_weights, choose_recency, newest_fold_note, validation_table
 from leadscore.models.drift import DriftReference
 from leadscore.models.encoding import FrameEncoder
 from leadscore.models.explain import Explainer
@@ -62,11 +62,6 @@ from leadscore.models.tiers import SubScores, TierConfig, choose_tiers, tier_rep
 from leadscore.progress import Progress
 
 CANDIDATES = ("lightgbm", "logistic", "blend")
-BLEND_WEIGHTS = np.round(np.arange(0.1, 1.0, 0.1), 1)
-# Mean fold AUC a blend or recency weighting must gain over the simpler choice to be worth it.
-SIMPLER_WINS_WITHIN = 0.002
-# With time, a candidate must lead the logistic regression on at least this share of the folds to beat it.
-STEADY_LEAD_SHARE = 2 / 3
 RECENCY_HALF_LIFE = 0.25  # share of the training rows' time span after which a row counts half
 SUBSAMPLE_ROWS = 200_000  # above this, tuning and walk-forward models learn from all positives and a weighted sample
 OPEN_STAGES = ("lead", "mql", "sql", "opportunity")
@@ -300,11 +295,11 @@ def train_model(
                 margins[(name, recency)].append(tuned[name].margin(fitted, X.iloc[fold]))
             advance(1)
         fold_y = [y[fold] for fold, _ in folds]
-        recency = _choose_recency(margins, fold_y, tuned)
+        recency = choose_recency(margins, fold_y, tuned)
         candidates = {name: margins[(name, recency[name])] for name in tuned}
-        weights = _candidate_weights(candidates, fold_y, config)
-        validation, calibrators = _validation_table(weights, candidates, fold_y, recency, config.seed, split.forward)
-        notes += _newest_fold_note(validation)
+        weights = candidate_weights(candidates, fold_y, config.candidates)
+        validation, calibrators = validation_table(weights, candidates, fold_y, recency, config.seed, split.forward)
+        notes += newest_fold_note(validation)
         members_weights = weights[validation.index[0]]
         calibrator = calibrators[validation.index[0]]
         if not calibrator.signal_:
@@ -451,105 +446,6 @@ def _tune(X, y, validation, fit_rows, fit_weight, config: TrainingConfig, numeri
             X.iloc[fit_rows], y[fit_rows], X.iloc[validation], y[validation], fit_weight
         )
     return tuned
-
-
-def _fold_aucs(margins: list[np.ndarray], fold_y: list[np.ndarray]) -> np.ndarray:
-    """Each fold's AUC; NaN for a fold of a single outcome, which tells nothing."""
-    return np.array([roc_auc_score(y, m) if 0 < y.sum() < len(y) else np.nan for m, y in zip(margins, fold_y)])
-
-
-def _mean_fold_auc(margins: list[np.ndarray], fold_y: list[np.ndarray]) -> float:
-    values = _fold_aucs(margins, fold_y)
-    return float(np.nanmean(values)) if np.isfinite(values).any() else 0.5
-
-
-def _choose_recency(margins: dict, fold_y: list[np.ndarray], tuned: dict) -> dict[str, bool]:
-    """Weight recent rows more for a candidate only where it ranks the walk-forward folds better."""
-    chosen = {}
-    for name in tuned:
-        plain = _mean_fold_auc(margins[(name, False)], fold_y)
-        recent = _mean_fold_auc(margins[(name, True)], fold_y) if (name, True) in margins else -1.0
-        chosen[name] = recent > plain + SIMPLER_WINS_WITHIN
-    return chosen
-
-
-def _combined(candidates: dict, members: dict[str, float]) -> list[np.ndarray]:
-    """Per fold, the weighted sum of the members' margins."""
-    folds = len(next(iter(candidates.values())))
-    return [sum(weight * candidates[name][i] for name, weight in members.items()) for i in range(folds)]
-
-
-def _candidate_weights(candidates: dict, fold_y, config: TrainingConfig) -> dict[str, dict[str, float]]:
-    """Each candidate as member weights; the blend weight is the one ranking the folds best."""
-    weights = {name: {name: 1.0} for name in candidates if name in config.candidates}
-    if "blend" in config.candidates and {"lightgbm", "logistic"} <= set(candidates):
-        best = max(
-            BLEND_WEIGHTS,
-            key=lambda w: _mean_fold_auc(_combined(candidates, {"lightgbm": w, "logistic": 1 - w}), fold_y),
-        )
-        weights["blend"] = {"lightgbm": float(best), "logistic": float(round(1 - best, 1))}
-    return weights
-
-
-def _steady_lead(auc: np.ndarray, logistic: np.ndarray) -> bool:
-    """Whether a candidate leads the logistic regression on average and on most folds."""
-    lead = (auc - logistic)[np.isfinite(auc) & np.isfinite(logistic)]
-    return bool(len(lead)) and lead.mean() > 0 and (lead > 0).mean() >= STEADY_LEAD_SHARE
-
-
-def _validation_table(
-    weights: dict, candidates: dict, fold_y, recency: dict, seed: int, forward: bool
-) -> tuple[pd.DataFrame, dict[str, Calibrator]]:
-    """Candidates ranked by mean fold AUC, and each candidate's calibrator, fitted on its out-of-fold predictions.
-
-    A blend must beat its best member by a margin to win. With time, a candidate whose lead over the
-    logistic regression is not steady ranks below it: on bank marketing, trees led on average over the
-    folds yet lost on the newest ones, and on the held-out months (AUC 0.43 against 0.75).
-    """
-    rows, calibrators, per_fold = {}, {}, {}
-    y = np.concatenate(fold_y)
-    for name, members in weights.items():
-        margins = _combined(candidates, members)
-        per_fold[name] = _fold_aucs(margins, fold_y)
-        margin = np.concatenate(margins)
-        calibrator = calibrators[name] = Calibrator(seed=seed).fit(margin, y)
-        shown = per_fold[name][np.isfinite(per_fold[name])]
-        rows[name] = {
-            "roc_auc": float(shown.mean()) if len(shown) else 0.5,
-            "fold_auc": (", ".join("—" if np.isnan(v) else f"{v:.3f}" for v in per_fold[name]) if forward
-                         else f"{shown.min():.3f} to {shown.max():.3f} over {len(shown)} folds" if len(shown) else "—"),
-            "pr_auc": scoring.probability_metrics(y, calibrator.predict(margin))["pr_auc"],
-            "calibrated_brier": min(calibrator.cv_brier_.values()) if calibrator.cv_brier_ else np.nan,
-            "recent_rows_weighted": "yes" if any(recency[m] for m in members) else "no",
-            "weights": ", ".join(f"{m} {w:.1f}" for m, w in members.items()),
-        }
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table["selection_score"] = table["roc_auc"] - np.where(table.index == "blend", SIMPLER_WINS_WITHIN, 0.0)
-    if forward and "logistic" in table.index:
-        unsteady = [name for name in table.index
-                    if name != "logistic" and not _steady_lead(per_fold[name], per_fold["logistic"])]
-        table["steady_lead_over_logistic"] = ["—" if name == "logistic" else "no" if name in unsteady else "yes"
-                                              for name in table.index]
-        # Below the logistic regression, in their own order: a steady lead is what earns the more complex model.
-        floor = table.loc["logistic", "selection_score"]
-        table.loc[unsteady, "selection_score"] = np.minimum(table.loc[unsteady, "selection_score"], floor) - 1.0
-        newest = {name: values[np.isfinite(values)][-1] if np.isfinite(values).any() else np.nan
-                  for name, values in per_fold.items()}
-        table["newest_fold_auc"] = pd.Series(newest)
-    return table.sort_values("selection_score", ascending=False), calibrators
-
-
-def _newest_fold_note(validation: pd.DataFrame) -> list[str]:
-    """A warning when the chosen model lost to the logistic regression on the newest fold."""
-    chosen = validation.index[0]
-    if "newest_fold_auc" not in validation or chosen == "logistic" or "logistic" not in validation.index:
-        return []
-    mine, theirs = validation.loc[chosen, "newest_fold_auc"], validation.loc["logistic", "newest_fold_auc"]
-    if not mine < theirs:
-        return []
-    return [f"The chosen {chosen} lost to the logistic regression on the newest walk-forward fold (AUC {mine:.3f} "
-            f"against {theirs:.3f}), though it led steadily before: watch the next periods, or train with "
-            "--candidates logistic if the world has changed."]
 
 
 def _evaluate(model, table, X, y, split, numeric, categorical, rules):

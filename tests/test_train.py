@@ -179,14 +179,39 @@ def test_large_tables_choose_on_a_weighted_sample_of_negatives(monkeypatch):
 
 
 def test_recency_weighting_is_kept_only_where_it_ranks_better():
-    from leadscore.pipelines import train as stage
+    from leadscore.models.choice import choose_recency
 
     rng = np.random.default_rng(0)
     chunk_y = [rng.random(400) < 0.2 for _ in range(3)]
     good = [np.where(c, 1.0, 0.0) + rng.normal(0, 1, 400) for c in chunk_y]
     noise = [rng.normal(0, 1, 400) for _ in chunk_y]
     margins = {("lightgbm", False): noise, ("lightgbm", True): good, ("logistic", False): good, ("logistic", True): good}
-    assert stage._choose_recency(margins, chunk_y, {"lightgbm": None, "logistic": None}) == {"lightgbm": True, "logistic": False}
+    assert choose_recency(margins, chunk_y, {"lightgbm": None, "logistic": None}) == {"lightgbm": True, "logistic": False}
+
+
+def test_with_time_a_lead_over_the_logistic_regression_must_be_steady():
+    from leadscore.models.choice import newest_fold_note, validation_table
+
+    rng = np.random.default_rng(1)
+    fold_y = [(rng.random(2_000) < 0.2).astype(int) for _ in range(3)]
+
+    def ranking(y, strength):
+        return strength * y + rng.normal(0, 1, len(y))
+
+    # The trees win big on the oldest fold and lose the two newest: the higher mean AUC is not a steady lead.
+    candidates = {
+        "lightgbm": [ranking(fold_y[0], 3.0), ranking(fold_y[1], 0.5), ranking(fold_y[2], 0.5)],
+        "logistic": [ranking(fold_y[0], 0.8), ranking(fold_y[1], 0.8), ranking(fold_y[2], 0.8)],
+    }
+    weights = {"lightgbm": {"lightgbm": 1.0}, "logistic": {"logistic": 1.0}}
+    recency = {"lightgbm": False, "logistic": False}
+    forward, _ = validation_table(weights, candidates, fold_y, recency, 42, forward=True)
+    assert forward.loc["lightgbm", "roc_auc"] > forward.loc["logistic", "roc_auc"]
+    assert forward.index[0] == "logistic" and forward.loc["lightgbm", "steady_lead_over_logistic"] == "no"
+    # Without time, folds are exchangeable draws: the mean decides.
+    shuffled, _ = validation_table(weights, candidates, fold_y, recency, 42, forward=False)
+    assert shuffled.index[0] == "lightgbm"
+    assert newest_fold_note(forward) == []
 
 
 def test_timed_tables_record_whether_recent_rows_were_weighted():
