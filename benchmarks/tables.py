@@ -49,7 +49,8 @@ class Table:
     def y(self) -> np.ndarray:
         values = self.frame[self.target]
         if self.positive is not None:
-            return (values.astype(str) == self.positive).to_numpy(dtype=int)
+            # As leadscore reads --positive: whatever the case ("Yes" in a file, yes on the command line).
+            return (values.astype(str).str.strip().str.lower() == self.positive.lower()).to_numpy(dtype=int)
         return values.astype(str).str.lower().isin(["1", "yes", "true"]).to_numpy(dtype=int)
 
     def train_options(self) -> list[str]:
