@@ -85,6 +85,16 @@ def _column_labels(labels: str | None):
     return read_column_labels(labels) if labels else None
 
 
+def _crm_training_table(crm, map_stage, horizon_days: int, cutoff_every: int, progress):
+    """The CRM's history as the training table, one row per lead open at each monthly cutoff (train and backtest)."""
+    from leadscore.crm.sql import load_history
+    from leadscore.pipelines.train import crm_training_table
+
+    with _engine(crm) as engine:
+        history = load_history(engine, progress=progress, stage_map=_stage_map(map_stage))
+    return crm_training_table(history, horizon_days, cutoff_every, progress=progress)
+
+
 IdOption = Annotated[
     Optional[str],
     typer.Option("--id", help="Flat table: the lead id column. Default: none, leads are numbered by their row "
@@ -566,7 +576,7 @@ def train(
     from leadscore.models.tiers import TierConfig
     from leadscore.pipelines.store import prepare_store, shown
     from leadscore.pipelines.tracking import log_training
-    from leadscore.pipelines.train import TrainingConfig, crm_training_table, train_model
+    from leadscore.pipelines.train import TrainingConfig, train_model
 
     sources = [option for option, value in (("--crm", crm), ("--data", data), ("--table", table)) if value is not None]
     if len(sources) > 1:
@@ -594,11 +604,7 @@ def train(
 
             feature_table = FeatureTable.read_parquet(table)
         else:
-            from leadscore.crm.sql import load_history
-
-            with _engine(crm) as engine:
-                history = load_history(engine, progress=progress, stage_map=_stage_map(map_stage))
-            feature_table = crm_training_table(history, horizon_days, cutoff_every, progress=progress)
+            feature_table = _crm_training_table(crm, map_stage, horizon_days, cutoff_every, progress)
         scoring = HandSetScoring.from_yaml(rules) if rules else (HandSetScoring.default() if data is None else None)
         result = train_model(feature_table, config, scoring, progress)
         logged = log_training(result, model_name, tracking_uri, report, progress)
@@ -914,7 +920,7 @@ def backtest(
     Logs one MLflow run with the tables and the plot; registers no model."""
     from leadscore.pipelines.backtest import BacktestConfig, log_backtest, parse_cadences, run_backtest
     from leadscore.pipelines.store import prepare_store, shown
-    from leadscore.pipelines.train import TrainingConfig, crm_training_table
+    from leadscore.pipelines.train import TrainingConfig
 
     if crm is not None and data is not None:
         raise LeadscoreError("Backtest one source at a time: --crm and --data were both given.")
@@ -948,11 +954,7 @@ def backtest(
             roles = _flat_roles(id, target, time_column, time_format, drop, na_value, fit, positive, keep)
             feature_table = load_flat_table(data, roles, _column_labels(labels))
         else:
-            from leadscore.crm.sql import load_history
-
-            with _engine(crm) as engine:
-                history = load_history(engine, progress=progress, stage_map=_stage_map(map_stage))
-            feature_table = crm_training_table(history, horizon_days, cutoff_every, progress=progress)
+            feature_table = _crm_training_table(crm, map_stage, horizon_days, cutoff_every, progress)
         result = run_backtest(feature_table, config, progress)
         logged = log_backtest(result, tracking_uri, report, progress)
     print_backtest(result)
