@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -24,9 +23,6 @@ from sklearn.base import BaseEstimator, TransformerMixin
 MAX_TREES = 3_000
 EARLY_STOPPING_ROUNDS = 100
 LOGISTIC_STRENGTHS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
-# A stronger penalty must rank the validation leads better by this much to be chosen: under drift,
-# log loss and tiny AUC gains both pull towards over-regularised models that extrapolate worse.
-STRENGTH_TOLERANCE = 0.002
 NEWTON_MAX_COLUMNS = 400  # above this many encoded columns, lbfgs: Newton-Cholesky costs the cube of the columns
 
 
@@ -202,14 +198,6 @@ class LogisticCandidate:
         # Newton-Cholesky suits many rows and a few hundred columns: twice as fast as lbfgs, and exact; on
         # 2,000 columns one fit took minutes where lbfgs takes seconds.
         return "newton-cholesky" if X is None or encoded_width(X, self.numeric, self.categorical) <= NEWTON_MAX_COLUMNS else "lbfgs"
-
-    def tune(self, X: pd.DataFrame, y: np.ndarray, X_valid: pd.DataFrame, y_valid: np.ndarray, weight=None):
-        auc = {}
-        for strength in self.strengths:
-            fitted = self.pipeline(strength, X).fit(X, y, model__sample_weight=weight)
-            auc[strength] = roc_auc_score(y_valid, self.margin(fitted, X_valid))
-        best = max(auc.values())
-        return replace(self, strength=max(s for s, value in auc.items() if value >= best - STRENGTH_TOLERANCE))
 
     def fit(self, X: pd.DataFrame, y: np.ndarray, weight=None) -> Pipeline:
         return self.pipeline(self.strength, X).fit(X, y, model__sample_weight=weight)

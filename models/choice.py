@@ -9,8 +9,11 @@ win on average but lose whenever the world shifts would lose in production.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
 from leadscore.models import metrics as scoring
@@ -31,6 +34,33 @@ def fold_aucs(margins: list[np.ndarray], fold_y: list[np.ndarray]) -> np.ndarray
 def mean_fold_auc(margins: list[np.ndarray], fold_y: list[np.ndarray]) -> float:
     values = fold_aucs(margins, fold_y)
     return float(np.nanmean(values)) if np.isfinite(values).any() else 0.5
+
+
+def choose_strength(candidate, X: pd.DataFrame, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray | None, np.ndarray]]):
+    """``candidate`` (a logistic regression) with the penalty whose margins rank the folds best on average,
+    and those margins, one array per fold.
+
+    ``folds`` holds (learning rows, their weights, scored rows). A penalty tuned on one slice of the newest
+    rows follows that slice's noise: on UCI bank marketing that slice ranked below chance (AUC 0.39 to
+    0.40) for every strength. Among strengths within ``SIMPLER_WINS_WITHIN`` of the best, the strongest
+    penalty wins, the simpler model.
+    """
+    scored = {strength: [] for strength in candidate.strengths}
+    fold_y = [y[scored_rows] for _, _, scored_rows in folds]
+    for learn, weight, scored_rows in folds:
+        # Only the penalty changes across the grid: the fold's columns are encoded once, and each fit starts
+        # from the previous strength's coefficients (a third of the time on a million rows, same optimum).
+        pipeline = candidate.pipeline(candidate.strengths[0], X.iloc[learn])
+        columns = pipeline.named_steps["columns"].fit(X.iloc[learn])
+        learning, scoring = columns.transform(X.iloc[learn]), columns.transform(X.iloc[scored_rows])
+        model = clone(pipeline.named_steps["model"]).set_params(warm_start=True)
+        for strength in sorted(candidate.strengths):
+            model.set_params(C=strength).fit(learning, y[learn], sample_weight=weight)
+            scored[strength].append(model.decision_function(scoring))
+    auc = {strength: mean_fold_auc(margins, fold_y) for strength, margins in scored.items()}
+    best = max(auc.values())
+    strength = min(s for s, value in auc.items() if value >= best - SIMPLER_WINS_WITHIN)
+    return replace(candidate, strength=strength), scored[strength]
 
 
 def choose_recency(margins: dict, fold_y: list[np.ndarray], tuned: dict) -> dict[str, bool]:

@@ -20,6 +20,9 @@ AUC_SAMPLE_ROWS = 200_000
 # Held-out ROC AUC above which a model more likely reads the outcome than predicts it: lead conversion
 # depends on what happens after the cutoff, so honest CRM models stay far below.
 LEAK_AUC = 0.99
+# A feature this predictive on its own is named as a suspect, though not refused: a card balance ranks
+# defaults with AUC 0.955 honestly; a column written after the outcome sits near 1.
+SUSPECT_AUC = 0.95
 LEAK_FIELDS_NAMED = 3  # most important fields a leak warning names
 LEAK_FEATURES_NAMED = 5  # features predicting the outcome on their own a leak warning names
 
@@ -77,7 +80,8 @@ def feature_auc(encoded: pd.DataFrame, y: np.ndarray, seed: int = 42) -> pd.Seri
 def leaky_features(
     encoded: pd.DataFrame, y: np.ndarray, threshold: float, allowed: tuple[str, ...], registry: FeatureRegistry
 ) -> pd.Series:
-    """Features whose own AUC on the training rows exceeds ``threshold``, unless allowed."""
+    """Refuse features whose own AUC on the training rows exceeds ``threshold``, unless allowed; return every
+    feature's own AUC."""
     auc = feature_auc(encoded, y)
     suspicious = auc[(auc > threshold) & ~auc.index.isin(allowed)].sort_values(ascending=False)
     if len(suspicious):
@@ -90,6 +94,16 @@ def leaky_features(
             "--drop), or, if they are truly known before the cutoff, allow them with --allow-leaky NAME."
         )
     return auc
+
+
+def suspect_note(auc: pd.Series, threshold: float, allowed: tuple[str, ...], registry: FeatureRegistry) -> str | None:
+    """A note naming the features above ``SUSPECT_AUC`` on their own that the guard let through."""
+    suspects = auc[(auc > SUSPECT_AUC) & ((auc <= threshold) | auc.index.isin(allowed))].sort_values(ascending=False)
+    if not len(suspects):
+        return None
+    listing = "; ".join(f"{registry[name].label} ({name!r}) AUC {value:.3f}" for name, value in suspects.items())
+    return (f"On its own, {listing} nearly predicts the outcome on the training rows. Kept: some columns are that "
+            "telling honestly, but check each is known before the outcome, and leave it out with --exclude if not.")
 
 
 def require_disjoint(ids: pd.Series, training: np.ndarray, held_out: np.ndarray) -> None:

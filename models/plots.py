@@ -9,6 +9,7 @@ imports the package.
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +144,20 @@ def _shap_explanation(points: np.ndarray, values: pd.DataFrame, labels: list[str
     return shap.Explanation(values=points, data=numbers, feature_names=labels)
 
 
+@contextmanager
+def _no_pyplot_leftovers():
+    """Close the pyplot figures shap opens on the side (``plt.colorbar`` and ``plt.sca`` reach for a
+    current figure even when handed an axes): in a long-lived process they would pile up."""
+    import matplotlib.pyplot as plt  # shap has imported it already
+
+    before = set(plt.get_fignums())
+    try:
+        yield
+    finally:
+        for number in set(plt.get_fignums()) - before:
+            plt.close(number)
+
+
 def beeswarm_plot(points: np.ndarray, values: pd.DataFrame, labels: list[str], path, top: int = 12) -> Path:
     """Every held-out lead as a dot per feature: how far the feature moved its probability, coloured by its value."""
     import shap
@@ -150,8 +165,8 @@ def beeswarm_plot(points: np.ndarray, values: pd.DataFrame, labels: list[str], p
     figure = Figure(figsize=(9.0, 0.45 * top + 2.0), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    with warnings.catch_warnings():  # shap takes quantiles of the all-missing value columns of categories
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with warnings.catch_warnings(), _no_pyplot_leftovers():
+        warnings.simplefilter("ignore", RuntimeWarning)  # shap takes quantiles of all-missing value columns
         shap.plots.beeswarm(
             _shap_explanation(points, values, labels), max_display=top, ax=axes, show=False, plot_size=None,
             color_bar_label="The lead's value (low to high)",
@@ -170,7 +185,8 @@ def dependence_plots(points: np.ndarray, values: pd.DataFrame, labels: list[str]
     explanation = _shap_explanation(points, values, labels)
     for place, column in enumerate(columns, start=1):
         axes = figure.add_subplot(1, len(columns), place)
-        shap.plots.scatter(explanation[:, column], ax=axes, show=False)
+        with _no_pyplot_leftovers():
+            shap.plots.scatter(explanation[:, column], ax=axes, show=False)
         # shap writes its own "SHAP value for ..." label; marketing reads points.
         axes.set_ylabel("Effect on the probability (pts)", fontsize=10)
         axes.set_xlabel(labels[column], fontsize=10)

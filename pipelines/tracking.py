@@ -22,7 +22,7 @@ import pandas as pd
 from leadscore.files import write_text
 from leadscore.models import plots
 from leadscore.models.explain import Explainer
-from leadscore.models.guards import ProbableLeak, probable_leak
+from leadscore.models.guards import SUSPECT_AUC, ProbableLeak, probable_leak
 from leadscore.models.importance import family_shares, importance_table, with_rank_change
 from leadscore.pipelines import bundle
 from leadscore.pipelines.registry import CHAMPION, DEFAULT_MODEL_NAME, PROBABLE_LEAK_TAG, register_challenger, version_by_alias
@@ -178,7 +178,7 @@ def _probable_leak(result: TrainingResult) -> ProbableLeak | None:
     return probable_leak(
         float(result.evaluation.metrics.loc["leadscore model", "roc_auc"]),
         result.evaluated_model or result.model,  # the model the held-out figures come from
-        result.held_out, result.insight.importances, result.config.leakage_auc,
+        result.held_out, result.insight.importances, SUSPECT_AUC,
     )
 
 

@@ -49,12 +49,16 @@ from leadscore.features.table import FeatureTable
 from leadscore.features.timeline import seconds
 from leadscore.models import metrics as scoring
 from leadscore.models.candidates import LightGBMCandidate, LogisticCandidate, lightgbm_params
-from leadscore.models.choice import candidate_weights, choose_recency, newest_fold_note, validation_table
+from leadscore.models.choice import (
+    candidate_weights, choose_recency, choose_strength, newest_fold_note, validation_table,
+)
 from leadscore.models.drift import DriftReference
 from leadscore.models.encoding import FrameEncoder
 from leadscore.models.explain import Explainer
 from leadscore.models.importance import importance_table
-from leadscore.models.guards import leaky_features, require_both_outcomes, require_disjoint, require_positives
+from leadscore.models.guards import (
+    LEAK_AUC, leaky_features, require_both_outcomes, require_disjoint, require_positives, suspect_note,
+)
 from leadscore.models.model import LeadScoringModel, Member
 from leadscore.models.rules import HandSetScoring
 from leadscore.models.split import Split, forward_split, stratified_split
@@ -71,20 +75,23 @@ MODEL_SCORE = "score: leadscore model"
 HANDSET_POINTS = "score: Hand-set points (raw)"
 
 
+ROWS_PER_LEVEL_COUNT = 5_000  # a category level keeps its own code when seen once per this many rows
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """Everything that shapes a training run; every field is logged with it."""
 
     horizon_days: int = 90
     min_positives: int = 100
-    leakage_auc: float = 0.95
+    leakage_auc: float = LEAK_AUC  # a feature above it on its own is refused (see guards.SUSPECT_AUC)
     allow_leaky: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     candidates: tuple[str, ...] = CANDIDATES
     test_share: float = 0.2
     validation_share: float = 0.2
     folds: int = 5
-    min_category_count: int = 10
+    min_category_count: int | None = None  # None: by the training rows, see category_min_count
     seed: int = 42
     tiers: TierConfig = TierConfig()
     refit: bool = True  # after evaluation, the registered model learns from every row, the held-out ones too
@@ -191,6 +198,21 @@ def crm_training_table(
 # --- training ---------------------------------------------------------------------------
 
 
+def category_min_count(config: TrainingConfig, rows: int) -> int:
+    """How often a category level must be seen to keep its own code; rarer ones share "(other)".
+
+    Grouping bounds the width of the logistic regression's one-hot columns on large tables; LightGBM
+    sets its own floor (``min_data_per_group``), and the logistic regression's penalty already shrinks
+    a level seen a few times. On small tables those few rows are often all there is: an Olist landing
+    page seen under ten times in 5,000 leads still told converting pages apart (held-out AUC 0.649 with
+    levels grouped below 10, 0.667 with every level kept, the one-hot default's figure). So one row in
+    5,000 is the floor: every level on tables under 10,000 rows, ten rows from 50,000 rows.
+    """
+    if config.min_category_count is not None:
+        return config.min_category_count
+    return int(np.clip(rows // ROWS_PER_LEVEL_COUNT, 1, 10))
+
+
 def select_features(table: FeatureTable, config: TrainingConfig) -> tuple[FeatureRegistry, list[str]]:
     """The registry's features minus exclusions and sales-side ones (unless allowed), with notes saying so."""
     unknown = [name for name in (*config.exclude, *config.allow_leaky) if name not in table.registry]
@@ -269,9 +291,12 @@ def train_model(
     features = registry.names
     numeric = tuple(n for n in features if registry[n].kind == "numeric")
     categorical = tuple(n for n in features if registry[n].kind == "categorical")
-    encoder = FrameEncoder(numeric, categorical, config.min_category_count).fit(table.frame.iloc[split.training])
+    encoder = FrameEncoder(numeric, categorical, category_min_count(config, len(split.training))).fit(
+        table.frame.iloc[split.training])
     X = encoder.transform(table.frame)
-    leaky_features(X.iloc[split.fit], y[split.fit], config.leakage_auc, config.allow_leaky, registry)
+    alone = leaky_features(X.iloc[split.fit], y[split.fit], config.leakage_auc, config.allow_leaky, registry)
+    suspects = suspect_note(alone, config.leakage_auc, config.allow_leaky, registry)
+    notes += [suspects] if suspects else []
 
     times = seconds(table.frame[table.time_column]) if split.forward else None
     # A fold whose learning rows hold one outcome only (early walk-forward folds of a rare outcome) teaches nothing.
@@ -284,12 +309,13 @@ def train_model(
     with progress.task("Choosing the model", total=len(folds) + 2) as advance:
         rng = np.random.default_rng(config.seed)
         fit_rows, fit_weight = _subsample(split.fit, y, rng)
-        tuned = _tune(X, y, split.validation, fit_rows, fit_weight, config, numeric, categorical)
+        fold_rows = [(*_subsample(learn, y, rng), fold) for fold, learn in folds]
+        tuned, margins = _tune(X, y, split.validation, fit_rows, fit_weight, fold_rows, config, numeric, categorical)
         advance(1)
-        variants = [(name, recency) for name in tuned for recency in ((False, True) if times is not None else (False,))]
-        margins = {variant: [] for variant in variants}
-        for fold, learn in folds:
-            rows, weight = _subsample(learn, y, rng)
+        variants = [(name, recency) for name in tuned for recency in ((False, True) if times is not None else (False,))
+                    if (name, recency) not in margins]
+        margins.update({variant: [] for variant in variants})
+        for rows, weight, fold in fold_rows:
             for name, recency in variants:
                 fitted = tuned[name].fit(X.iloc[rows], y[rows], _weights(times, rows, weight, recency))
                 margins[(name, recency)].append(tuned[name].margin(fitted, X.iloc[fold]))
@@ -353,7 +379,7 @@ def train_model(
     evaluated = None
     if config.refit:
         with progress.task("Refitting on every row", total=1) as advance:
-            evaluated, model = model, _refit_on_every_row(model, table, recency, split, config)
+            evaluated, model = model, _refit_on_every_row(model, table, recency, split)
             # Scored by the refitted model itself: its step-wise calibrated scores fall on the calibrator's steps in
             # other proportions than the evaluated model's, and a reference from that one put the score's PSI on
             # fresh, undrifted leads at 0.22 to 0.25, at the holding level (0.01 to 0.02 against its own).
@@ -379,8 +405,8 @@ def train_model(
     )
 
 
-def _refit_on_every_row(evaluated: LeadScoringModel, table: FeatureTable, recency: dict[str, bool], split: Split,
-                        config: TrainingConfig) -> LeadScoringModel:
+def _refit_on_every_row(evaluated: LeadScoringModel, table: FeatureTable, recency: dict[str, bool],
+                        split: Split) -> LeadScoringModel:
     """The evaluated model's choices refitted on every row, as PyCaret's ``finalize_model`` does: candidates,
     tuned settings, blend weights and recency weighting, on an encoder that has seen every row.
 
@@ -392,7 +418,7 @@ def _refit_on_every_row(evaluated: LeadScoringModel, table: FeatureTable, recenc
     y = table.target.to_numpy(dtype=int)
     rows = np.arange(len(y))
     numeric, categorical = evaluated.encoder.numeric, evaluated.encoder.categorical
-    encoder = FrameEncoder(numeric, categorical, config.min_category_count).fit(table.frame)
+    encoder = FrameEncoder(numeric, categorical, evaluated.encoder.min_count).fit(table.frame)
     X = encoder.transform(table.frame)
     times = seconds(table.frame[table.time_column]) if split.forward else None
     training_rows = len(split.training)
@@ -435,17 +461,21 @@ def _weights(times: np.ndarray | None, rows: np.ndarray, weight: np.ndarray | No
     return decay if weight is None else decay * weight
 
 
-def _tune(X, y, validation, fit_rows, fit_weight, config: TrainingConfig, numeric, categorical) -> dict:
-    tuned = {}
+def _tune(X, y, validation, fit_rows, fit_weight, fold_rows, config: TrainingConfig, numeric, categorical):
+    """The candidates with their settings, and the fold margins already computed on the way (by variant).
+
+    LightGBM's trees are counted on the validation slice (early stopping needs one); the logistic
+    regression's penalty is chosen on every fold, whose margins at that penalty are kept.
+    """
+    tuned, margins = {}, {}
     if {"lightgbm", "blend"} & set(config.candidates):
         tuned["lightgbm"] = LightGBMCandidate(lightgbm_params(len(fit_rows), config.seed)).tune(
             X.iloc[fit_rows], y[fit_rows], X.iloc[validation], y[validation], fit_weight
         )
     if {"logistic", "blend"} & set(config.candidates):
-        tuned["logistic"] = LogisticCandidate(numeric, categorical, seed=config.seed).tune(
-            X.iloc[fit_rows], y[fit_rows], X.iloc[validation], y[validation], fit_weight
-        )
-    return tuned
+        tuned["logistic"], margins[("logistic", False)] = choose_strength(
+            LogisticCandidate(numeric, categorical, seed=config.seed), X, y, fold_rows)
+    return tuned, margins
 
 
 def _evaluate(model, table, X, y, split, numeric, categorical, rules):

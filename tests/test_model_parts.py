@@ -11,7 +11,9 @@ from leadscore.features.registry import FeatureRegistry, FeatureSpec
 from leadscore.models import metrics
 from leadscore.models.calibration import Calibrator
 from leadscore.models.encoding import RARE, FrameEncoder
-from leadscore.models.guards import feature_auc, leaky_features, require_disjoint, require_positives
+from leadscore.models.guards import (
+    LEAK_AUC, SUSPECT_AUC, feature_auc, leaky_features, require_disjoint, require_positives, suspect_note,
+)
 from leadscore.models.split import forward_split, stratified_split
 
 DAY = 86_400
@@ -207,8 +209,41 @@ def test_a_feature_that_predicts_the_label_alone_is_refused_by_name():
     assert leaky_features(frame, y, 0.95, ("status",), registry)["status"] == 1.0
 
 
+def test_a_telling_but_honest_feature_is_kept_and_named_while_a_near_perfect_one_is_refused():
+    rng = np.random.default_rng(1)
+    y = rng.random(5_000) < 0.05
+    # Like a card balance before a default: AUC about 0.96 on its own, known before the outcome.
+    frame = pd.DataFrame({"balance": rng.normal(0, 1, 5_000) + 2.5 * y, "status": np.where(y, 1.0, 0.0)})
+    registry = FeatureRegistry([FeatureSpec("balance", "Balance", "fit", "d"), FeatureSpec("status", "Status", "fit", "d")])
+    with pytest.raises(LeadscoreError, match=r"Status \('status'\): AUC 1\.000"):
+        leaky_features(frame, y, LEAK_AUC, (), registry)
+    honest = frame[["balance"]]
+    auc = leaky_features(honest, y, LEAK_AUC, (), registry)
+    assert SUSPECT_AUC < auc["balance"] < LEAK_AUC
+    note = suspect_note(auc, LEAK_AUC, (), registry)
+    assert "Balance ('balance') AUC 0.9" in note and "--exclude" in note
+    assert suspect_note(auc, LEAK_AUC, ("balance",), registry) is not None  # allowed, still named
+    assert suspect_note(feature_auc(frame.assign(balance=rng.normal(size=5_000))[["balance"]], y), LEAK_AUC, (),
+                        registry) is None
+
+
 def test_shared_leads_between_training_and_held_out_rows_are_refused():
     ids = pd.Series(["a", "b", "c", "a"])
     with pytest.raises(LeadscoreError, match="1 leads are both in the training and the held-out rows"):
         require_disjoint(ids, np.array([0, 1]), np.array([2, 3]))
     require_disjoint(ids, np.array([0, 1]), np.array([2]))
+
+
+def test_shap_plots_leave_no_pyplot_figure_behind(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from leadscore.models.plots import beeswarm_plot, dependence_plots
+
+    rng = np.random.default_rng(0)
+    values = pd.DataFrame({"visits": rng.poisson(3, 200).astype(float), "region": rng.choice(["n", "s"], 200)})
+    points = rng.normal(0, 1, (200, 2))
+    plt.close("all")
+    beeswarm_plot(points, values, ["Visits", "Region"], tmp_path / "beeswarm.png")
+    dependence_plots(points, values, ["Visits", "Region"], [0], tmp_path / "dependence.png")
+    assert plt.get_fignums() == []
+    assert (tmp_path / "beeswarm.png").stat().st_size > 1_000 and (tmp_path / "dependence.png").stat().st_size > 1_000

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -187,6 +189,32 @@ def test_recency_weighting_is_kept_only_where_it_ranks_better():
     noise = [rng.normal(0, 1, 400) for _ in chunk_y]
     margins = {("lightgbm", False): noise, ("lightgbm", True): good, ("logistic", False): good, ("logistic", True): good}
     assert choose_recency(margins, chunk_y, {"lightgbm": None, "logistic": None}) == {"lightgbm": True, "logistic": False}
+
+
+def test_the_logistic_penalty_is_chosen_on_every_fold_and_the_simpler_model_wins_ties():
+    from leadscore.models.candidates import LogisticCandidate
+    from leadscore.models.choice import choose_strength
+
+    rng = np.random.default_rng(3)
+    n = 3_000
+    X = pd.DataFrame({f"x{i}": rng.normal(size=n) for i in range(30)})
+    y = (rng.random(n) < 1 / (1 + np.exp(-(X["x0"] - 2)))).astype(int)  # one driver, 29 noise columns
+    folds = [(np.arange(0, end), None, np.arange(end, end + 500)) for end in (1_000, 1_500, 2_000, 2_500)]
+    candidate = LogisticCandidate(tuple(X.columns), ())
+    # A few hundred rows and 29 noise columns: a strong penalty ranks the later rows as well or better.
+    chosen, margins = choose_strength(candidate, X, y, folds)
+    assert chosen.strength <= 0.1 and [len(m) for m in margins] == [500] * 4
+    # Ties go to the strongest penalty: a grid of near-equal strengths picks its smallest C.
+    assert choose_strength(replace(candidate, strengths=(1.0, 1.01, 1.02)), X, y, folds)[0].strength == 1.0
+
+
+def test_rare_levels_keep_their_own_code_on_small_tables():
+    from leadscore.pipelines.train import category_min_count
+
+    assert category_min_count(TrainingConfig(), 4_000) == 1  # every level: a few rows are all there is
+    assert category_min_count(TrainingConfig(), 26_000) == 5
+    assert category_min_count(TrainingConfig(), 2_000_000) == 10  # bounds the one-hot width on large tables
+    assert category_min_count(TrainingConfig(min_category_count=3), 2_000_000) == 3
 
 
 def test_with_time_a_lead_over_the_logistic_regression_must_be_steady():
