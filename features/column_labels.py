@@ -12,6 +12,12 @@ A labels file (``--labels FILE``) is YAML, one entry per column::
           value: Visited the website {value} times
           missing: Website visits unknown
       Lead Source: Where the lead came from     # a label alone
+      visits_7d:
+        label: Website visits, last 7 days
+        field: Website visits                   # one reason with visits_30d
+      visits_30d:
+        label: Website visits, last 30 days
+        field: Website visits
 
 ``family`` is ``fit`` (who the lead is) or ``engagement`` (what the lead
 did). ``sentence`` is how a reason about the column reads, in the format of
@@ -20,6 +26,10 @@ by the value as a sentence writes it ("0", "1,532", "Yes"), by ``missing``
 and by ``value`` for any other value, plus ``digits`` to round numbers
 first. ``{value}`` stands for the lead's value and ``{label}`` for the
 label. Every value is read as text (``Yes`` stays "Yes", ``0`` stays "0").
+``field`` names the business field a column measures with others (counts
+over several windows, the days since the last time): columns of one field
+make one reason and one importance, under the field's name, and must share
+a family.
 Columns the file does not name keep a label made from their name. The file
 fills the feature registry; nothing else carries these words.
 
@@ -56,7 +66,7 @@ from leadscore.features.registry import FAMILIES, Family
 from leadscore.features.sentences import readable_number
 
 SHIPPED = {"x-education": Path(__file__).with_name("x_education_labels.yaml")}
-ENTRY_KEYS = ("label", "family", "sentence", "description")
+ENTRY_KEYS = ("label", "family", "sentence", "description", "field")
 TEMPLATE_FIELDS = ("value", "label")
 SENTENCE_WORDS = ("value", "missing", "digits")
 
@@ -89,6 +99,7 @@ class ColumnWords:
     family: Family | None = None
     sentence: dict[str, str] | None = field(default=None, hash=False)
     description: str = ""
+    field: str = ""  # the business field it measures with other columns; empty: the column is one
 
 
 @dataclass(frozen=True)
@@ -205,11 +216,15 @@ def _entry(column: str, entry: object, source: str) -> ColumnWords:
     description = entry.get("description", "")
     if not isinstance(description, str):
         raise LeadscoreError(f"{where}: description must be text.")
+    business_field = entry.get("field", "")
+    if not isinstance(business_field, str) or ("field" in entry and not business_field.strip()):
+        raise LeadscoreError(f"{where}: field must be the name of the business field, as text (field: Website visits).")
     return ColumnWords(
         label=_label(entry["label"], where) if "label" in entry else "",
         family=family,
         sentence=_sentence(entry["sentence"], where) if "sentence" in entry else None,
         description=description,
+        field=business_field.strip(),
     )
 
 

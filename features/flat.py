@@ -196,6 +196,7 @@ def flat_feature_table(
             f"{source} has no usable feature column left after removing the id, target, time and dropped "
             f"columns{unusable}. Check --drop, or keep an identifier-like column with --keep."
         )
+    _check_field_families(registry, labels)
     notes.append(_family_note(registry, roles, labels))
     columns[roles.target] = target
     if not roles.time:
@@ -229,7 +230,30 @@ def _spec(
         description=words.description or f"Column {column!r} of {source}, read as {kind}.",
         kind=kind,
         sentence=words.sentence,
+        field_name=words.field,
+        field_label=words.field,
     )
+
+
+def _check_field_families(registry: FeatureRegistry, labels: ColumnLabels) -> None:
+    """A field's columns make one reason, counted in one sub-score: they cannot be part fit, part engagement."""
+    families: dict[str, dict[str, list[str]]] = {}
+    for name in registry.names:
+        spec = registry[name]
+        if spec.field_name:
+            families.setdefault(spec.field_name, {}).setdefault(spec.family, []).append(name)
+    for business_field, by_family in families.items():
+        if business_field in registry.names and registry[business_field].field_name != business_field:
+            raise LeadscoreError(
+                f"{labels.source}: field {business_field!r} has the name of a column outside it. Name the field "
+                "differently, or give that column the same field."
+            )
+        if len(by_family) > 1:
+            listing = "; ".join(f"{family}: {', '.join(map(repr, names))}" for family, names in by_family.items())
+            raise LeadscoreError(
+                f"{labels.source}: the columns of field {business_field!r} fall in two families ({listing}). Give them "
+                "one family (family: fit or family: engagement on each) or put them in separate fields."
+            )
 
 
 def _family_note(registry: FeatureRegistry, roles: ColumnRoles, labels: ColumnLabels) -> str:

@@ -350,6 +350,30 @@ def test_labels_give_features_their_words_and_sentences(frame):
     assert describe(registry["Flag"], "Yes") == "Said yes"
 
 
+def test_columns_of_one_field_fold_into_one_reason_and_share_a_family(frame):
+    from leadscore.models.explain import business_fields
+
+    windows = frame.assign(visits_30d=frame["visits"] * 3)
+    labels = parse_column_labels(
+        "columns:\n"
+        "  visits:\n    label: Website visits, last 7 days\n    field: Website visits\n"
+        "  visits_30d:\n    label: Website visits, last 30 days\n    field: Website visits\n", "labels.yaml")
+    table = flat_feature_table(windows, ROLES, labels=labels)
+    fields, index = business_fields(table.registry, table.registry.names)
+    assert "Website visits" in fields and "visits" not in fields and "visits_30d" not in fields
+    names = table.registry.names
+    assert index[names.index("visits")] == index[names.index("visits_30d")]
+    assert table.registry["visits"].business_label == "Website visits"
+    mixed = parse_column_labels(
+        "columns:\n  visits:\n    field: Activity\n  country:\n    field: Activity\n", "labels.yaml")
+    with pytest.raises(LeadscoreError, match=r"labels.yaml: the columns of field 'Activity' fall in two families "
+                                             r"\(engagement: 'visits'; fit: 'country'\)"):
+        flat_feature_table(windows, ROLES, labels=mixed)
+    clash = parse_column_labels("columns:\n  visits_30d:\n    field: visits\n", "labels.yaml")
+    with pytest.raises(LeadscoreError, match=r"field 'visits' has the name of a column outside it"):
+        flat_feature_table(windows, ROLES, labels=clash)
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
@@ -366,6 +390,8 @@ def test_labels_give_features_their_words_and_sentences(frame):
         ("columns:\n  visits:\n    sentence: {'0': ''}\n", r"sentence for '0': the template must be non-empty text"),
         ("columns:\n  visits:\n    labl: Visits\n", r"column 'visits': unknown key 'labl'\. An entry knows label, family"),
         ("columns:\n  visits:\n    label: ''\n", r"column 'visits': the label must be non-empty text"),
+        ("columns:\n  visits:\n    field: ''\n", r"column 'visits': field must be the name of the business field"),
+        ("columns:\n  visits:\n    field: [a]\n", r"column 'visits': field must be the name of the business field"),
         ("columns:\n  visits: [a, b]\n", r"column 'visits': write a label, or a mapping"),
         ("visits: Visits\n", r"labels.yaml: the file must hold one mapping, `columns`"),
         ("columns:\n  visits: A\n  visits: B\n",
