@@ -27,6 +27,7 @@ also computes its held-out report, tiers and drift reference at each date; the b
 
 from __future__ import annotations
 
+import textwrap
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -50,6 +51,7 @@ from leadscore.pipelines.train import TrainingConfig, train_model
 from leadscore.progress import Progress
 
 DAY = np.timedelta64(1, "D")
+TITLE_CHARACTERS = 70  # a line of the plot's 13-point title across its 8 inches
 
 
 def parse_cadences(text: str) -> tuple[int | None, ...]:
@@ -310,7 +312,9 @@ def backtest_plot(result: BacktestResult, path) -> Path:
     auc.legend(fontsize=9, title="Retraining", title_fontsize=9)
     rate.legend(fontsize=9)
     rate.set_xlabel(f"Period of {result.config.period_days} days, by its first day", fontsize=11)
-    figure.suptitle(f"Backtest on {result.source}: each period scored by models of its past", fontsize=13)
+    # A CRM's URL or a file's path can be longer than the figure is wide: the title wraps instead of clipping.
+    title = f"Backtest on {result.source}: each period scored by models of its past"
+    figure.suptitle(textwrap.fill(title, TITLE_CHARACTERS), fontsize=13)
     path = Path(path)
     with atomic_path(path) as temporary:
         figure.savefig(temporary, dpi=DPI, format="png")
