@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,19 @@ BOOTSTRAP = 1_000
 LEADSCORE = Path(sys.executable).parent / "leadscore"
 
 
+def as_pandas_reads(X: pd.DataFrame) -> pd.DataFrame:
+    """Numbers as numbers, as ``pandas.read_csv`` reads a file: the loaders keep text as text, and a default
+    fitted on that would one-hot encode every number (on bank marketing, every value of the Euribor rate)."""
+    parsed = {}
+    for column in X.columns:
+        if not pd.api.types.is_numeric_dtype(X[column]):
+            try:
+                parsed[column] = pd.to_numeric(X[column])
+            except (TypeError, ValueError):
+                pass
+    return X.assign(**parsed)
+
+
 def default_scores(table: tables.Table, learn: np.ndarray, test: np.ndarray) -> dict[str, np.ndarray]:
     """LightGBM's defaults and a default one-hot logistic regression, as a team would fit them today."""
     import lightgbm as lgb
@@ -62,6 +74,7 @@ def default_scores(table: tables.Table, learn: np.ndarray, test: np.ndarray) -> 
     X = table.frame.drop(columns=[table.target, table.id, *table.drop, *([table.time] if table.time else [])])
     if table.na_values:
         X = X.replace(list(table.na_values), np.nan)
+    X = as_pandas_reads(X)
     numeric = [c for c in X.columns if pd.api.types.is_numeric_dtype(X[c])]
     text = [c for c in X.columns if c not in numeric]
     as_category = X.assign(**{c: X[c].astype(str).astype("category") for c in text})
@@ -101,8 +114,9 @@ def leadscore_scores(table: tables.Table, learn: np.ndarray, test: np.ndarray, f
     if predicted.returncode:
         raise SystemExit(f"leadscore predict failed on {table.name}:\n{predicted.stdout[-3000:]}\n{predicted.stderr[-3000:]}")
     scores = pd.read_csv(folder / "scores.csv")
-    named = re.search(r"(\w+) \(chosen\)", trained.stdout)
-    chosen = named.group(1) if named else "?"
+    from leadscore.pipelines.registry import load_model
+
+    chosen = load_model("models:/bench@challenger", store).kind  # from the registry, not from the printed table
     return scores["probability"].to_numpy(), {"train_seconds": round(seconds, 1), "chosen": chosen}
 
 
