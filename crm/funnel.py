@@ -40,9 +40,7 @@ def funnel_by_channel(history: CrmHistory) -> pd.DataFrame:
     for column, stage in REACHED:
         frame[column] = (furthest >= vocabulary.STAGE_BY_CODE[stage].rank).astype(int)
     volumes = frame.groupby("channel", sort=False).sum()
-    known = [c.code for c in vocabulary.CHANNELS if c.code in volumes.index]
-    others = sorted(set(volumes.index) - set(known) - {UNKNOWN_CHANNEL})
-    volumes = volumes.loc[known + others + ([UNKNOWN_CHANNEL] if UNKNOWN_CHANNEL in volumes.index else [])]
+    volumes = volumes.loc[channel_order(volumes.index)]
     costs = history.campaign_costs.groupby("channel")["cost"].sum()
     volumes["cost"] = costs.reindex(volumes.index)
     volumes.loc["total"] = volumes.sum(min_count=1)
@@ -50,16 +48,27 @@ def funnel_by_channel(history: CrmHistory) -> pd.DataFrame:
 
     table = volumes.reset_index()
     for rate, denominator, numerator in STEPS:
-        table[rate] = _ratio(table[numerator], table[denominator])
-    table["cost_per_mql"] = _ratio(table["cost"], table["mqls"])
-    table["cost_per_sql"] = _ratio(table["cost"], table["sqls"])
-    labels = {code: channel.label for code, channel in vocabulary.CHANNEL_BY_CODE.items()}
-    labels.update({"total": "All channels", UNKNOWN_CHANNEL: "(no channel)"})
-    table["channel_label"] = [labels.get(code, code) for code in table["channel"]]
+        table[rate] = ratio(table[numerator], table[denominator])
+    table["cost_per_mql"] = ratio(table["cost"], table["mqls"])
+    table["cost_per_sql"] = ratio(table["cost"], table["sqls"])
+    table["channel_label"] = channel_labels(table["channel"])
     return table
 
 
-def _ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
+def channel_order(present: pd.Index) -> list:
+    """The channels of ``present`` in the vocabulary's order, then others by name, then "(no channel)"."""
+    known = [c.code for c in vocabulary.CHANNELS if c.code in present]
+    others = sorted(set(present) - set(known) - {UNKNOWN_CHANNEL})
+    return known + others + ([UNKNOWN_CHANNEL] if UNKNOWN_CHANNEL in present else [])
+
+
+def channel_labels(codes: pd.Series) -> list[str]:
+    labels = {code: channel.label for code, channel in vocabulary.CHANNEL_BY_CODE.items()}
+    labels.update({"total": "All channels", UNKNOWN_CHANNEL: "(no channel)"})
+    return [labels.get(code, code) for code in codes]
+
+
+def ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
     numerator = numerator.astype(float)
     denominator = denominator.astype(float)
     return pd.Series(np.where(denominator > 0, numerator / denominator.where(denominator > 0), np.nan))

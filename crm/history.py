@@ -62,6 +62,18 @@ class CrmHistory:
         activities = self.activities[self.activities["occurred_at"].to_numpy() < cutoff]
         return replace(self, activities=activities.reset_index(drop=True))
 
+    def known_at(self, moment) -> CrmHistory:
+        """The CRM as it stood at ``moment``: leads created, activities and stage changes before it, costs of
+        the months begun; ``as_of`` becomes ``moment``. What a model trained then could have learned from."""
+        cutoff = np.datetime64(pd.Timestamp(moment), "s")
+        leads = self.leads[self.leads["created_at"].to_numpy(dtype="datetime64[s]") < cutoff]
+        activities = self.activities[self.activities["occurred_at"].to_numpy(dtype="datetime64[s]") < cutoff]
+        changes = self.stage_changes[self.stage_changes["changed_at"].to_numpy(dtype="datetime64[s]") < cutoff]
+        costs = self.campaign_costs[self.campaign_costs["month"].to_numpy(dtype="datetime64[s]") < cutoff]
+        return replace(self, leads=leads.reset_index(drop=True), activities=activities.reset_index(drop=True),
+                       stage_changes=changes.reset_index(drop=True), campaign_costs=costs.reset_index(drop=True),
+                       as_of=pd.Timestamp(moment))
+
 
 def sort_by_lead_and_time(frame: pd.DataFrame, time_column: str) -> pd.DataFrame:
     """Rows sorted by lead, then time (ties keep their order)."""

@@ -310,8 +310,24 @@ def simulate(
 
 @app.command()
 @user_errors
-def funnel(crm: CrmOption = None, map_stage: MapStageOption = None) -> None:
-    """Print funnel conversion rates and cost per MQL and SQL, per channel."""
+def funnel(
+    crm: CrmOption = None,
+    map_stage: MapStageOption = None,
+    expected: Annotated[
+        bool,
+        typer.Option("--expected", help="Also what each channel's leads of the last 30 and 90 days are expected to "
+                                        "bring (scored by --model), next to how such estimates held a horizon ago."),
+    ] = False,
+    model: Annotated[str, typer.Option(help="Model URI for --expected.")] = "models:/leadscore@champion",
+    tracking_uri: TrackingOption = None,
+    as_of: Annotated[
+        Optional[str], typer.Option(help="With --expected: the day to look back from, YYYY-MM-DD (default: the CRM's end).")
+    ] = None,
+    horizon_days: Annotated[
+        int, typer.Option(help="With --expected: the model's horizon, as trained (--horizon-days of train).", min=1)
+    ] = 90,
+) -> None:
+    """Print funnel conversion rates and cost per MQL and SQL, per channel; with --expected, channel worth."""
     from leadscore.crm.funnel import funnel_by_channel
     from leadscore.crm.sql import load_history
 
@@ -319,6 +335,15 @@ def funnel(crm: CrmOption = None, map_stage: MapStageOption = None) -> None:
     with _engine(crm) as engine, for_console(console) as progress:
         history = load_history(engine, progress=progress, stage_map=stage_map)
     print_funnel(funnel_by_channel(history))
+    if expected:
+        from leadscore.pipelines.registry import load_model
+        from leadscore.pipelines.worth import channel_worth
+        from leadscore.worth_view import print_worth
+
+        moment = _day(as_of, "--as-of") if as_of else pd.Timestamp(history.as_of).to_pydatetime()
+        with for_console(console) as progress:
+            worth = channel_worth(history, load_model(model, tracking_uri), moment, horizon_days, progress=progress)
+        print_worth(console, worth, horizon_days)
     for note in history.notes:
         console.print(f"Note: {note}", style="yellow")
 
@@ -819,14 +844,15 @@ def report(
     from leadscore.crm.sql import load_history
     from leadscore.pipelines.report import write_report
 
-    funnel, note = None, ""
+    funnel, note, history = None, "", None
     source = crm or configured_crm_url()
     if source:
         with _engine(source) as engine:
-            funnel = funnel_by_channel(load_history(engine, stage_map=_stage_map(map_stage)))
+            history = load_history(engine, stage_map=_stage_map(map_stage))
+        funnel = funnel_by_channel(history)
     else:
         note = "No CRM was given (--crm or $LEADSCORE_CRM): funnel rates and costs come from the CRM."
-    write_report(model, out, tracking_uri, funnel, note)
+    write_report(model, out, tracking_uri, funnel, note, history)
     console.print(f"Wrote the report of {model} to {out}.")
 
 

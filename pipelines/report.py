@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from leadscore.crm.history import CrmHistory
 from leadscore.errors import LeadscoreError
+from leadscore.features.crm_features import CRM_FEATURES
 from leadscore.files import check_folder, write_text
 from leadscore.models import plots
 from leadscore.models.explain import Explainer
@@ -28,6 +30,7 @@ from leadscore.models.model import LeadScoringModel
 from leadscore.models.tiers import TIER_DISPLAY
 from leadscore.pipelines.registry import load_model
 from leadscore.pipelines.store import read_store, shown, store_error
+from leadscore.pipelines.worth import channel_worth
 
 EXAMPLE_TIERS = ("sql", "mql", "none")
 TOP_IMPORTANCES = 15
@@ -82,9 +85,11 @@ def read_run(model_uri: str, scratch: Path, uri: str | None = None) -> RunFiles:
 
 
 def write_report(
-    model_uri: str, out: Path, uri: str | None = None, funnel: pd.DataFrame | None = None, crm_note: str = ""
+    model_uri: str, out: Path, uri: str | None = None, funnel: pd.DataFrame | None = None, crm_note: str = "",
+    history: CrmHistory | None = None,
 ) -> Path:
-    """Write the marketing report of ``model_uri`` to ``out``; ``funnel`` is ``funnel_by_channel`` of the CRM."""
+    """Write the marketing report of ``model_uri`` to ``out``; ``funnel`` is ``funnel_by_channel`` of the CRM,
+    ``history`` the CRM itself, whose recent leads a CRM model prices by channel."""
     if out.suffix.lower() not in (".html", ".htm"):
         raise LeadscoreError(f"--out {out}: the report is an HTML page; name it e.g. report.html.")
     check_folder(out)
@@ -93,7 +98,10 @@ def write_report(
         scratch = Path(scratch)
         run = read_run(model_uri, scratch, uri)
         funnel_image = plots.funnel_plot(funnel, scratch / "funnel.png") if funnel is not None else None
-        page = _page(model_uri, model, run, funnel, funnel_image, crm_note)
+        worth = None
+        if history is not None and all(feature in CRM_FEATURES for feature in model.features):
+            worth = channel_worth(history, model, pd.Timestamp(history.as_of).to_pydatetime(), windows=(90,))
+        page = _page(model_uri, model, run, funnel, funnel_image, crm_note, worth)
     return write_text(out, page)
 
 
@@ -125,7 +133,7 @@ ul { margin: 4px 0 8px 18px; padding: 0; } li { margin: 2px 0; }
 """
 
 
-def _page(model_uri, model: LeadScoringModel, run: RunFiles, funnel, funnel_image, crm_note) -> str:
+def _page(model_uri, model: LeadScoringModel, run: RunFiles, funnel, funnel_image, crm_note, worth=None) -> str:
     metrics = run.metrics
     held = metrics["held_out"]
     first = next(iter(held.values()))
@@ -137,6 +145,7 @@ def _page(model_uri, model: LeadScoringModel, run: RunFiles, funnel, funnel_imag
         f"{format_percent(first['base_rate'])} of which converted. Probabilities are percentages; effects are "
         "percentage points (pts) of the probability.</p>",
         _funnel_section(funnel, funnel_image, crm_note),
+        _worth_section(worth),
         _comparison_section(run),
         _importance_section(run),
         _tier_section(model, run),
@@ -168,6 +177,37 @@ def _funnel_section(funnel: pd.DataFrame | None, image: Path | None, note: str) 
         "(campaign spend over the leads that reached the stage).</p>"
         + _table(header, rows)
         + _img(image, "Conversion rates and cost per SQL by channel")
+    )
+
+
+def _worth_section(worth: pd.DataFrame | None) -> str:
+    """The last 90 days' leads per channel, priced before their outcomes arrive, beside the same estimate made
+    one horizon earlier and what those leads then became."""
+    if worth is None:
+        return ""
+    recent = worth[worth["cohort"] == "recent"].set_index("channel")
+    matured = worth[worth["cohort"] == "matured"].set_index("channel")
+    header = ["Channel", "Leads, last 90 days", "Expected customers", "Cost", "Expected cost per customer",
+              "Leads, 90 days earlier", "Expected then", "Became customers"]
+    rows = []
+    for channel, row in recent.iterrows():
+        before = matured.loc[channel] if channel in matured.index else None
+        cells = [row["channel_label"], _count(row["leads"]),
+                 f"{row['expected_customers']:,.1f} ± {row['spread']:,.1f}", _money(row["cost"]),
+                 _money(row["expected_cost_per_customer"])]
+        cells += ([_count(before["leads"]), f"{before['expected_customers']:,.1f} ± {before['spread']:,.1f}",
+                   _count(before["realised_customers"])] if before is not None else ["—", "—", "—"])
+        rows.append((cells, "total" if channel == "total" else ""))
+    start, end = recent["created_from"].iloc[0], recent["created_to"].iloc[0]
+    return (
+        "<h2>What each channel's new leads are worth</h2>"
+        f"<p class='lede'>Leads created from {start:%d %b %Y} to {end:%d %b %Y}, before their outcomes are known: the "
+        "customers they are expected to become (those they already are, plus each open lead's probability), give or "
+        "take two standard deviations, and what each expected customer costs. Beside them, the same estimate made "
+        "90 days earlier for that period's leads, and how many became customers.</p>"
+        + _table(header, rows)
+        + "<p class='note'>The earlier estimate uses today's model, which may have learned from those leads' "
+        "outcomes: it flatters the record. Costs spread each month's spend over its days.</p>"
     )
 
 

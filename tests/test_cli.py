@@ -142,6 +142,19 @@ def test_demo_prints_the_funnel_and_the_model_against_the_baselines(tmp_path, mo
                      "All channels", "Held-out leads", "Hand-set points", "Lift, top 10%", "first champion"):
         assert fragment in text
 
+    # What each channel's recent leads are worth, scored by the champion the demo promoted.
+    store = f"sqlite:///{tmp_path / 'demo' / 'mlflow.db'}"
+    worth = run("funnel", "--crm", tmp_path / "demo" / "crm.db", "--expected", "--tracking-uri", store)
+    assert worth.exit_code == 0, worth.output
+    text = " ".join(worth.output.split())
+    # Titles and the closing note (column headers wrap inside their cells on a narrow terminal).
+    for fragment in ("Leads created in the last 30 days", "Leads created in the last 90 days", "All channels",
+                     "How the estimate held 90 days ago", "E-book", "± is two standard deviations",
+                     "they flatter its record"):
+        assert fragment in text
+    _user_error(run("funnel", "--crm", tmp_path / "demo" / "crm.db", "--expected", "--tracking-uri", store,
+                    "--as-of", "June 1st"), "--as-of 'June 1st' is not a date")
+
 
 def test_user_text_is_printed_as_it_is_never_read_as_markup(tmp_path):
     """Issue 9, case 8: '[/b]' in a channel crashed the funnel, '[emea]' lost its brackets, '[/x]' in an option

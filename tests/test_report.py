@@ -60,9 +60,13 @@ def test_the_report_renders_in_chromium_offline_with_every_section(workspace, ch
     assert not re.search(r"(src|href)=['\"](https?:|//|file:)", page)
     assert "<script" not in page
     text = _visible_text(page)
-    for heading in ("Funnel by channel", "The model against today's scoring", "What drives the score", "Tiers",
-                    "Three leads and their reasons"):
+    for heading in ("Funnel by channel", "What each channel's new leads are worth", "The model against today's scoring",
+                    "What drives the score", "Tiers", "Three leads and their reasons"):
         assert heading in text
+    # Channel worth: every channel's last 90 days priced, with the same estimate 90 days earlier and its outcome.
+    worth = page.split("What each channel's new leads are worth")[1].split("<h2>")[0]
+    assert "Expected cost per customer" in worth and "Became customers" in worth and "E-book" in worth
+    assert re.search(r"All channels</td><td[^>]*>[\d,]+</td><td[^>]*>[\d,.]+ ± [\d,.]+</td>", worth)
     assert "Cost per MQL" in text and "Hand-set MQL (today's rule)" in text
     assert page.count("data:image/png;base64,") == 6  # funnel, gains, calibration, importance, beeswarm, dependence
     # Marketing reads labels: no registry feature appears by its column name.
