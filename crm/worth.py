@@ -5,8 +5,9 @@ moment. Its expected customers are those it already has plus the sum of its
 open leads' calibrated probabilities of converting within the model's
 horizon; the spread is two standard deviations of that sum (each open lead
 converts or not, independently), so a marketer sees how much the estimate
-can move by chance alone (the model's own error comes on top). Dividing the cohort's cost by its expected customers gives the
-expected cost per customer weeks before the realised one is known.
+can move by chance alone (the model's own error comes on top). Dividing the
+cohort's cost by its expected customers gives the expected cost per
+customer weeks before the realised one is known.
 
 Probabilities come in from the scoring core: nothing here knows a model.
 """
@@ -72,6 +73,12 @@ def cohort_worth(history: CrmHistory, moment, days: int, probability: pd.Series,
     sums = sums.loc[channel_order(sums.index)]
     sums["cost"] = cohort_cost(history, moment, days).reindex(sums.index)
     sums.loc["total"] = sums.sum(min_count=1)
+    # A window without leads still has a total: none of anything (its cost may exist, or not).
+    counts = [column for column in sums.columns if column != "cost"]
+    sums[counts] = sums[counts].fillna(0)
+    whole = [column for column in ("leads", "mqls", "sqls", "customers_so_far", "open_leads", "realised_customers")
+             if column in sums]
+    sums[whole] = sums[whole].astype(int)
     table = sums.reset_index()
     table["spread"] = 2 * np.sqrt(table.pop("variance"))
     table["expected_cost_per_customer"] = ratio(table["cost"], table["expected_customers"])

@@ -23,11 +23,13 @@ def print_worth(console: Console, worth: pd.DataFrame, horizon_days: int) -> Non
         for header in ("Channel", "Leads", "MQLs", "SQLs", "Customers so far", "Expected customers", "Cost",
                        "Expected cost / customer", "MQL→SQL so far", "Expected SQL→customer"):
             table.add_column(header, justify="left" if header == "Channel" else "right")
+        # The line under the last channel sets the total apart (a cohort without leads has the total alone).
+        last_channel = recent["channel"].iloc[-2] if len(recent) > 1 else None
         for row in recent.itertuples(index=False):
             table.add_row(row.channel_label, f"{row.leads:,}", f"{row.mqls:,}", f"{row.sqls:,}",
                           f"{row.customers_so_far:,}", f"{row.expected_customers:,.1f} ± {row.spread:,.1f}",
                           _amount(row.cost), _amount(row.expected_cost_per_customer), _share(row.mql_to_sql),
-                          _share(row.expected_sql_to_customer), end_section=row.channel == recent["channel"].iloc[-2])
+                          _share(row.expected_sql_to_customer), end_section=row.channel == last_channel)
         console.print(table)
     matured = worth[worth["cohort"] == "matured"]
     table = Table(title=f"How the estimate held {horizon_days} days ago: leads created then, expected against "

@@ -52,12 +52,16 @@ def test_expected_customers_add_the_open_leads_probabilities_to_the_customers_so
     assert np.isnan(total.realised_customers)
 
 
-def test_a_cost_is_spread_over_its_month_and_an_open_lead_without_a_probability_is_refused():
+def test_costs_spread_over_their_month_missing_probabilities_are_refused_and_an_empty_window_counts_none():
     history = _history()
     half = cohort_cost(history, datetime(2025, 6, 16), 15)  # June 1st to 15th: half of June
     assert half["ebook"] == pytest.approx(150) and half["webinar"] == pytest.approx(300)
     with pytest.raises(ValueError, match="2 open leads of the cohort have no probability"):
         cohort_worth(history, datetime(2025, 7, 1), 30, pd.Series(dtype=float))
+    empty = cohort_worth(history, datetime(2026, 3, 1), 30, pd.Series(dtype=float), until=datetime(2026, 6, 1))
+    assert empty["channel"].tolist() == ["total"]
+    assert (empty.leads.iloc[0], empty.expected_customers.iloc[0], empty.realised_customers.iloc[0]) == (0, 0.0, 0)
+    assert np.isnan(empty.expected_cost_per_customer.iloc[0])
 
 
 @pytest.mark.parametrize("seed", [32, 33, 34])
