@@ -86,13 +86,14 @@ def _column_labels(labels: str | None):
 
 
 def _crm_training_table(crm, map_stage, horizon_days: int, cutoff_every: int, progress):
-    """The CRM's history as the training table, one row per lead open at each monthly cutoff (train and backtest)."""
+    """The CRM's history, and as the training table: one row per lead open at each monthly cutoff (train and
+    backtest)."""
     from leadscore.crm.sql import load_history
     from leadscore.pipelines.train import crm_training_table
 
     with _engine(crm) as engine:
         history = load_history(engine, progress=progress, stage_map=_stage_map(map_stage))
-    return crm_training_table(history, horizon_days, cutoff_every, progress=progress)
+    return history, crm_training_table(history, horizon_days, cutoff_every, progress=progress)
 
 
 IdOption = Annotated[
@@ -629,10 +630,16 @@ def train(
 
             feature_table = FeatureTable.read_parquet(table)
         else:
-            feature_table = _crm_training_table(crm, map_stage, horizon_days, cutoff_every, progress)
+            history, feature_table = _crm_training_table(crm, map_stage, horizon_days, cutoff_every, progress)
         scoring = HandSetScoring.from_yaml(rules) if rules else (HandSetScoring.default() if data is None else None)
         result = train_model(feature_table, config, scoring, progress)
-        logged = log_training(result, model_name, tracking_uri, report, progress)
+        worth = None
+        if data is None and table is None:
+            from leadscore.pipelines.worth import channel_worth
+
+            worth = channel_worth(history, result.model, pd.Timestamp(history.as_of).to_pydatetime(), horizon_days,
+                                  progress=progress)
+        logged = log_training(result, model_name, tracking_uri, report, progress, worth)
     print_training(result)
     console.print(
         f"Logged run {logged.run_id} to {shown(logged.tracking_uri)}; registered {logged.model_name} version "
@@ -980,7 +987,7 @@ def backtest(
             roles = _flat_roles(id, target, time_column, time_format, drop, na_value, fit, positive, keep)
             feature_table = load_flat_table(data, roles, _column_labels(labels))
         else:
-            feature_table = _crm_training_table(crm, map_stage, horizon_days, cutoff_every, progress)
+            feature_table = _crm_training_table(crm, map_stage, horizon_days, cutoff_every, progress)[1]
         result = run_backtest(feature_table, config, progress)
         logged = log_backtest(result, tracking_uri, report, progress)
     print_backtest(result)

@@ -17,6 +17,7 @@ from leadscore.models.rules import HandSetScoring
 from leadscore.pipelines.report import write_report
 from leadscore.pipelines.simulate import SimulationSummary, simulate_into_crm
 from leadscore.pipelines.tracking import Decision, LoggedRun, log_training, promote
+from leadscore.pipelines.worth import channel_worth
 from leadscore.pipelines.train import TrainingConfig, TrainingResult, crm_training_table, train_model
 from leadscore.progress import Progress
 from leadscore.serve.nightly import ScoringOptions, ScoringReport, score_crm
@@ -84,7 +85,9 @@ def run_demo(
     table = crm_training_table(history, progress=progress)
     training = train_model(table, TrainingConfig(seed=seed), HandSetScoring.default(), progress)
     store = f"sqlite:///{(directory / 'mlflow.db').resolve()}"
-    logged = log_training(training, uri=store, report_folder=directory / "report", progress=progress)
+    worth = channel_worth(history, training.model, pd.Timestamp(history.as_of).to_pydatetime(), progress=progress)
+    logged = log_training(training, uri=store, report_folder=directory / "report", progress=progress,
+                          channel_worth=worth)
     promotion = promote(uri=store)
     funnel = funnel_by_channel(history)
     with progress.task("Writing the marketing report", total=1) as advance:

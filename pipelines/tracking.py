@@ -113,8 +113,13 @@ def log_training(
     uri: str | None = None,
     report_folder: Path | None = None,
     progress: Progress = Progress(),
+    channel_worth: pd.DataFrame | None = None,
 ) -> LoggedRun:
     """Log parameters, data fingerprint, metrics, plots, registry and the pyfunc model; register it as challenger.
+
+    ``channel_worth`` (``pipelines.worth.channel_worth`` of the CRM the model learned from, at its end) is
+    logged as ``evaluation/channel_worth.csv``: what each channel's newest leads were expected to bring when
+    this model was trained.
 
     The importances in ``result.insight`` gain the current champion's rank of each field on the same
     held-out leads (``champion_rank``, ``rank_change``) before they are logged. A held-out AUC that looks
@@ -143,6 +148,8 @@ def log_training(
                 scratch = Path(scratch)
                 folder = report_folder or scratch / "report"
                 write_report_files(result, folder)
+                if channel_worth is not None:
+                    write_text(folder / "channel_worth.csv", channel_worth.to_csv(index=False))
                 mlflow.log_artifacts(str(folder), artifact_path="evaluation")
                 result.held_out.to_parquet(scratch / "holdout.parquet")
                 mlflow.log_artifact(str(scratch / "holdout.parquet"), artifact_path="evaluation")

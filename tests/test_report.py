@@ -162,6 +162,11 @@ def test_train_from_the_command_line_with_team_capacities(workspace):
     metrics = client.get_run(version.run_id).data.metrics
     assert 30 < metrics["tiers.mql_or_sql.leads_per_week"] <= 40
     assert 4 < metrics["tiers.sql.leads_per_week"] <= 8
+    # What each channel's newest leads were expected to bring when this model was trained, kept with its run.
+    worth = pd.read_csv(mlflow.artifacts.download_artifacts(
+        run_id=version.run_id, artifact_path="evaluation/channel_worth.csv", tracking_uri=workspace["store"]))
+    assert set(worth["cohort"]) == {"recent", "matured"} and set(worth["days"]) == {30, 90}
+    assert (worth.loc[worth["channel"] == "total", "expected_customers"] > 0).all()
     outcome = runner.invoke(app, ["train", "--crm", workspace["crm"], "--tier-rule", "capacity",
                                   "--mql-per-week", "40", "--tracking-uri", workspace["store"]])
     assert outcome.exit_code == 2 and "--sql-per-week" in outcome.output
