@@ -93,3 +93,14 @@ def test_a_cohort_s_expected_customers_hold_against_what_it_later_realised(seed)
     pd.testing.assert_series_equal(matured["expected_customers"], table["expected_customers"], check_names=False)
     assert (matured["realised_customers"] == table["realised_customers"]).all()
     assert set(worth["cohort"]) == {"recent", "matured"} and set(worth["days"]) == {30, 90}
+
+
+def test_a_model_of_a_flat_table_cannot_price_a_crm_s_channels():
+    from types import SimpleNamespace
+
+    from leadscore.errors import LeadscoreError
+    from leadscore.pipelines.worth import channel_worth
+
+    flat = SimpleNamespace(features=["TotalVisits", "Lead Source"])
+    with pytest.raises(LeadscoreError, match=r"\('TotalVisits', 'Lead Source'\).*leadscore train --crm"):
+        channel_worth(_history(), flat, datetime(2025, 7, 1))
