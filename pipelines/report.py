@@ -187,8 +187,10 @@ def _worth_section(worth: pd.DataFrame | None) -> str:
         return ""
     recent = worth[worth["cohort"] == "recent"].set_index("channel")
     matured = worth[worth["cohort"] == "matured"].set_index("channel")
-    header = ["Channel", "Leads, last 90 days", "Expected customers", "Cost", "Expected cost per customer",
-              "Leads, 90 days earlier", "Expected then", "Became customers"]
+    days = int(recent["days"].iloc[0])
+    earlier = (recent["created_to"].iloc[0] - matured["created_to"].iloc[0]).days if len(matured) else days
+    header = ["Channel", f"Leads, last {days} days", "Expected customers", "Cost", "Expected cost per customer",
+              f"Leads, {earlier} days earlier", "Expected then", "Became customers"]
     rows = []
     for channel, row in recent.iterrows():
         before = matured.loc[channel] if channel in matured.index else None
@@ -204,7 +206,7 @@ def _worth_section(worth: pd.DataFrame | None) -> str:
         f"<p class='lede'>Leads created from {start:%d %b %Y} to {end:%d %b %Y}, before their outcomes are known: the "
         "customers they are expected to become (those they already are, plus each open lead's probability), give or "
         "take two standard deviations, and what each expected customer costs. Beside them, the same estimate made "
-        "90 days earlier for that period's leads, and how many became customers.</p>"
+        f"{earlier} days earlier for that period's leads, and how many became customers.</p>"
         + _table(header, rows)
         + "<p class='note'>The earlier estimate uses today's model, which may have learned from those leads' "
         "outcomes: it flatters the record. Costs spread each month's spend over its days.</p>"

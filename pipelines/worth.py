@@ -47,7 +47,7 @@ def channel_worth(history: CrmHistory, model, moment, horizon_days: int = 90, wi
             table = cohort_worth(history, at, days, probability, until)
             table.insert(0, "cohort", name)
             table.insert(1, "days", days)
-            table.insert(2, "created_from", (pd.Timestamp(at) - pd.Timedelta(days=days)).normalize())
+            table.insert(2, "created_from", pd.Timestamp(at) - pd.Timedelta(days=days))
             table.insert(3, "created_to", pd.Timestamp(at))
             tables.append(table)
     return pd.concat(tables, ignore_index=True)
