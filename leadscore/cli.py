@@ -333,6 +333,7 @@ def funnel(
     from leadscore.crm.sql import load_history
 
     stage_map = _stage_map(map_stage)
+    moment = _day(as_of, "--as-of") if as_of else None  # a mistyped date is refused before the CRM is read
     with _engine(crm) as engine, for_console(console) as progress:
         history = load_history(engine, progress=progress, stage_map=stage_map)
     print_funnel(funnel_by_channel(history))
@@ -341,7 +342,7 @@ def funnel(
         from leadscore.pipelines.worth import channel_worth
         from leadscore.worth_view import print_worth
 
-        moment = _day(as_of, "--as-of") if as_of else pd.Timestamp(history.as_of).to_pydatetime()
+        moment = moment or pd.Timestamp(history.as_of).to_pydatetime()
         with for_console(console) as progress:
             worth = channel_worth(history, load_model(model, tracking_uri), moment, horizon_days, progress=progress)
         print_worth(console, worth, horizon_days)

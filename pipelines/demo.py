@@ -17,8 +17,8 @@ from leadscore.models.rules import HandSetScoring
 from leadscore.pipelines.report import write_report
 from leadscore.pipelines.simulate import SimulationSummary, simulate_into_crm
 from leadscore.pipelines.tracking import Decision, LoggedRun, log_training, promote
-from leadscore.pipelines.worth import channel_worth
 from leadscore.pipelines.train import TrainingConfig, TrainingResult, crm_training_table, train_model
+from leadscore.pipelines.worth import channel_worth
 from leadscore.progress import Progress
 from leadscore.serve.nightly import ScoringOptions, ScoringReport, score_crm
 
