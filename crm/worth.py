@@ -31,7 +31,7 @@ WORTH_COLUMNS = ("channel", "channel_label", "leads", "mqls", "sqls", "customers
 
 def cohort(history: CrmHistory, moment, days: int) -> np.ndarray:
     """Positions in ``history.leads`` of the leads created in the ``days`` before ``moment``."""
-    end = int(np.datetime64(pd.Timestamp(moment), "s").astype(np.int64))
+    end = _second(moment)
     created = seconds(history.leads["created_at"])
     return np.flatnonzero((created >= end - days * 86_400) & (created < end))
 
@@ -45,7 +45,7 @@ def cohort_worth(history: CrmHistory, moment, days: int, probability: pd.Series,
     positions = cohort(history, moment, days)
     lead_ids = pd.Index(history.leads["id"])
     log = StageLog.build(history.stage_changes, lead_ids)
-    at = np.full(len(positions), int(np.datetime64(pd.Timestamp(moment), "s").astype(np.int64)))
+    at = np.full(len(positions), _second(moment))
     furthest = log.furthest_rank_before(positions, at)
     stage = np.asarray(STAGE_CODES)[log.stage_before(positions, at)]
     is_open = ~np.isin(stage, vocabulary.CLOSED_STAGES)
@@ -67,7 +67,7 @@ def cohort_worth(history: CrmHistory, moment, days: int, probability: pd.Series,
         "expected_from_sqls": np.where(furthest >= RANK["sql"], customer + p, 0.0),
     })
     if until is not None:
-        later = np.full(len(positions), int(np.datetime64(pd.Timestamp(until), "s").astype(np.int64)))
+        later = np.full(len(positions), _second(until))
         frame["realised_customers"] = (log.furthest_rank_before(positions, later) >= RANK["customer"]).astype(int)
     sums = frame.groupby("channel", sort=False).sum()
     sums = sums.loc[channel_order(sums.index)]
@@ -89,6 +89,11 @@ def cohort_worth(history: CrmHistory, moment, days: int, probability: pd.Series,
         table["realised_customers"] = np.nan
     table["channel_label"] = channel_labels(table["channel"])
     return table[list(WORTH_COLUMNS)]
+
+
+def _second(moment) -> int:
+    """``moment`` in the seconds since the epoch that the stage log and ``seconds`` count in."""
+    return int(np.datetime64(pd.Timestamp(moment), "s").astype(np.int64))
 
 
 def cohort_cost(history: CrmHistory, moment, days: int) -> pd.Series:

@@ -24,6 +24,7 @@ from leadscore.crm.vocabulary import (
     SENIORITIES,
     SENIORITY_LABELS,
 )
+from leadscore.errors import LeadscoreError
 from leadscore.features.registry import FeatureRegistry, FeatureSpec
 from leadscore.features.timeline import DAY, DECAY_HALF_LIFE_DAYS, WINDOW_BY_SUFFIX, WINDOWS, Timeline, Window
 
@@ -316,3 +317,19 @@ def _category(values: pd.Series, leading: tuple[str, ...] | list[str] = ()) -> p
     """
     others = sorted(set(map(str, values.cat.categories)) - set(leading))
     return pd.Categorical(values.astype(object), categories=[*leading, *others])
+
+
+def foreign_features(features) -> list[str]:
+    """The names among ``features`` that the CRM's history does not provide (a flat table's columns)."""
+    return [name for name in features if name not in CRM_FEATURES]
+
+
+def require_crm_model(features, model: str, purpose: str) -> None:
+    """Refuse a model of ``features`` the CRM cannot feed, naming its foreign columns; ``purpose`` says what
+    needs a CRM model and what to do instead."""
+    foreign = foreign_features(features)
+    if foreign:
+        raise LeadscoreError(
+            f"{model} was trained on a table whose columns the CRM's history does not provide "
+            f"({', '.join(map(repr, foreign[:5]))}{' ...' if len(foreign) > 5 else ''}): {purpose}"
+        )

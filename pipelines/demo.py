@@ -91,7 +91,7 @@ def run_demo(
     promotion = promote(uri=store)
     funnel = funnel_by_channel(history)
     with progress.task("Writing the marketing report", total=1) as advance:
-        report = write_report(logged.model_uri, directory / "report.html", store, funnel, history=history)
+        report = write_report(logged.model_uri, directory / "report.html", store, funnel, worth=worth)
         advance(1)
     engine = connect(str(crm_file), writable=True)
     try:

@@ -21,7 +21,7 @@ import pandas as pd
 
 from leadscore.crm.history import CrmHistory
 from leadscore.errors import LeadscoreError
-from leadscore.features.crm_features import CRM_FEATURES
+from leadscore.features.crm_features import foreign_features
 from leadscore.files import check_folder, write_text
 from leadscore.models import plots
 from leadscore.models.explain import Explainer
@@ -86,10 +86,11 @@ def read_run(model_uri: str, scratch: Path, uri: str | None = None) -> RunFiles:
 
 def write_report(
     model_uri: str, out: Path, uri: str | None = None, funnel: pd.DataFrame | None = None, crm_note: str = "",
-    history: CrmHistory | None = None,
+    history: CrmHistory | None = None, worth: pd.DataFrame | None = None,
 ) -> Path:
     """Write the marketing report of ``model_uri`` to ``out``; ``funnel`` is ``funnel_by_channel`` of the CRM,
-    ``history`` the CRM itself, whose recent leads a CRM model prices by channel."""
+    ``history`` the CRM itself, whose recent leads a CRM model prices by channel, unless ``worth`` (its
+    ``channel_worth``) is given already."""
     if out.suffix.lower() not in (".html", ".htm"):
         raise LeadscoreError(f"--out {out}: the report is an HTML page; name it e.g. report.html.")
     check_folder(out)
@@ -98,9 +99,8 @@ def write_report(
         scratch = Path(scratch)
         run = read_run(model_uri, scratch, uri)
         funnel_image = plots.funnel_plot(funnel, scratch / "funnel.png") if funnel is not None else None
-        worth = None
-        if history is not None and all(feature in CRM_FEATURES for feature in model.features):
-            worth = channel_worth(history, model, pd.Timestamp(history.as_of).to_pydatetime(), windows=(90,))
+        if worth is None and history is not None and not foreign_features(model.features):
+            worth = channel_worth(history, model, pd.Timestamp(history.as_of).to_pydatetime())
         page = _page(model_uri, model, run, funnel, funnel_image, crm_note, worth)
     return write_text(out, page)
 
@@ -181,10 +181,11 @@ def _funnel_section(funnel: pd.DataFrame | None, image: Path | None, note: str) 
 
 
 def _worth_section(worth: pd.DataFrame | None) -> str:
-    """The last 90 days' leads per channel, priced before their outcomes arrive, beside the same estimate made
-    one horizon earlier and what those leads then became."""
+    """The leads of the widest window per channel, priced before their outcomes arrive, beside the same
+    estimate made one horizon earlier and what those leads then became."""
     if worth is None:
         return ""
+    worth = worth[worth["days"] == worth["days"].max()]  # the widest window: most leads, steadiest figures
     recent = worth[worth["cohort"] == "recent"].set_index("channel")
     matured = worth[worth["cohort"] == "matured"].set_index("channel")
     days = int(recent["days"].iloc[0])

@@ -18,9 +18,8 @@ import pandas as pd
 
 from leadscore.crm.history import CrmHistory
 from leadscore.crm.worth import cohort, cohort_worth
-from leadscore.errors import LeadscoreError
 from leadscore.features.build import build_features
-from leadscore.features.crm_features import CRM_FEATURES
+from leadscore.features.crm_features import CRM_FEATURES, require_crm_model
 from leadscore.features.snapshots import open_leads_at
 from leadscore.models.scoring import Scorer
 from leadscore.progress import Progress
@@ -31,13 +30,8 @@ WINDOWS = (30, 90)
 def channel_worth(history: CrmHistory, model, moment, horizon_days: int = 90, windows=WINDOWS,
                   progress: Progress = Progress()) -> pd.DataFrame:
     """Rows of ``crm.worth.cohort_worth`` for each cohort (``recent``, ``matured``) and window, labelled."""
-    foreign = [name for name in model.features if name not in CRM_FEATURES]
-    if foreign:
-        raise LeadscoreError(
-            f"The model was trained on a table whose columns the CRM's history does not provide "
-            f"({', '.join(map(repr, foreign[:3]))}{' ...' if len(foreign) > 3 else ''}): channel worth needs a model "
-            "trained on the CRM (`leadscore train --crm`)."
-        )
+    require_crm_model(model.features, "The model",
+                      "channel worth needs a model trained on the CRM (`leadscore train --crm`).")
     moment = pd.Timestamp(moment).to_pydatetime()
     scorer = Scorer(model)
     tables = []

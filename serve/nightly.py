@@ -36,7 +36,7 @@ from leadscore.crm import scores as crm_scores
 from leadscore.crm.sql import load_history
 from leadscore.errors import LeadscoreError
 from leadscore.features.build import build_features
-from leadscore.features.crm_features import CRM_FEATURES
+from leadscore.features.crm_features import CRM_FEATURES, foreign_features, require_crm_model
 from leadscore.features.snapshots import open_leads_at
 from leadscore.features.timeline import unknown_activity_types
 from leadscore.models.changes import describe_change, describe_changes, field_matrix
@@ -132,14 +132,11 @@ def score_crm(engine: sa.Engine, options: ScoringOptions = ScoringOptions(), pro
 
 
 def _require_crm_features(resolved: ResolvedModel) -> None:
-    foreign = [name for name in resolved.model.features if name not in CRM_FEATURES]
-    if foreign:
-        raise LeadscoreError(
-            f"{resolved.name} version {resolved.version} was trained on a table whose columns the CRM's history does "
-            f"not provide ({', '.join(map(repr, foreign[:5]))}{' ...' if len(foreign) > 5 else ''}): the nightly job "
-            "scores models trained on the CRM (`leadscore train --crm`). Score a flat table with `leadscore predict`. "
-            "Nothing was written."
-        )
+    require_crm_model(
+        resolved.model.features, f"{resolved.name} version {resolved.version}",
+        "the nightly job scores models trained on the CRM (`leadscore train --crm`). Score a flat table with "
+        "`leadscore predict`. Nothing was written.",
+    )
 
 
 def _now() -> datetime:
@@ -381,7 +378,7 @@ class _ChunkWriter:
         if key not in self.earlier_scorers:
             try:
                 earlier = resolve_model(f"models:/{name}/{version}", self.options.tracking_uri)
-                usable = all(feature in CRM_FEATURES for feature in earlier.model.features)
+                usable = not foreign_features(earlier.model.features)
                 self.earlier_scorers[key] = Scorer(earlier.model) if usable else None
             except LeadscoreError:
                 self.earlier_scorers[key] = None  # deleted from the registry: the change is the model's alone
