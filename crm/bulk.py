@@ -8,11 +8,15 @@ SQLAlchemy as the fallback for any other database.
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import io
+import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -192,26 +196,24 @@ class ArrowReader:
     statement whose columns come back in types other than its own (SQLite lets a text hide in an integer
     column), go through ``read_frame``, which leaves such values for ``conform`` to name.
 
-    Every read of one reader happens in one read-only transaction, so the tables agree with each other.
+    The driver runs in a process of its own (``arrow_worker`` says why: in this one it would unlink files
+    Python's sqlite3 still uses). Every read of one reader happens in one read-only transaction, so the tables
+    agree with each other.
     """
 
     def __init__(self, connection: sa.Connection) -> None:
         self.connection = connection
         self.arrow = None
         path = _sqlite_file(connection)
-        if path is not None:
-            try:
-                import adbc_driver_sqlite.dbapi as adbc
-            except ImportError:  # an install without the driver still reads, more slowly
-                return
-            self.arrow = adbc.connect(f"file:{quote(str(path))}?mode=ro")
+        # An install without the driver still reads, more slowly.
+        if path is not None and importlib.util.find_spec("adbc_driver_sqlite") is not None:
+            self.arrow = _ArrowProcess(path)
 
     def __enter__(self) -> ArrowReader:
         return self
 
     def __exit__(self, *exc_info) -> None:
         if self.arrow is not None:
-            self.arrow.rollback()
             self.arrow.close()
 
     def read(self, statement: sa.Select, categorical: tuple[str, ...] = (),
@@ -225,16 +227,53 @@ class ArrowReader:
     def _arrow_table(self, statement: sa.Select) -> pa.Table | None:
         sql = str(statement.compile(dialect=self.connection.dialect,
                                     compile_kwargs={"literal_binds": True, "render_postcompile": True}))
-        try:
-            with self.arrow.cursor() as cursor:
-                cursor.execute(sql)
-                table = cursor.fetch_arrow_table()
-        except Exception:  # ADBC refuses a column whose values change type midway: the sqlite3 driver takes them
+        table = self.arrow.query(sql)  # None: ADBC refused a column whose values change type midway, say
+        if table is None:
             return None
         for column, field in zip(statement.selected_columns, table.schema):
             if isinstance(column.type, sa.Integer) and not (pa.types.is_integer(field.type) or pa.types.is_null(field.type)):
                 return None  # text or fractions in an integer column: conform names them, from the driver's values
         return table
+
+
+class _ArrowProcess:
+    """The ADBC reader's process, and the socket its statements and tables go through.
+
+    Started as a fresh interpreter rather than by multiprocessing: its spawn would import the caller's main
+    script again, and a script without a ``__main__`` guard would run twice.
+    """
+
+    def __init__(self, path: Path) -> None:
+        ours, theirs = socket.socketpair()
+        with theirs:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "leadscore.crm.arrow_worker", str(path), str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+            )
+        self.pipe = Connection(ours.detach())
+
+    def query(self, sql: str) -> pa.Table | None:
+        """The statement's rows, or None when the driver refused it or its process is gone."""
+        try:
+            self.pipe.send(sql)
+            status, _ = self.pipe.recv()
+            if status != "ok":
+                return None
+            return pa.ipc.open_stream(self.pipe.recv_bytes()).read_all()
+        except (EOFError, OSError):
+            return None
+
+    def close(self) -> None:
+        try:
+            self.pipe.send(None)
+        except OSError:
+            pass
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.pipe.close()
 
 
 def _sqlite_file(connection: sa.Connection) -> Path | None:

@@ -187,3 +187,35 @@ def test_sqlite_read_through_arrow_gives_the_history_the_sqlite3_driver_gives(tm
         pd.testing.assert_frame_equal(getattr(arrow, name), getattr(driver, name), check_categorical=False, obj=name)
         assert len(getattr(arrow, name)) > 0
     assert arrow.as_of == driver.as_of and arrow.notes == driver.notes
+
+
+ONE_PROCESS = """
+import sys
+from pathlib import Path
+from leadscore.crm.database import connect
+from leadscore.crm.sql import load_history
+
+engine = connect(sys.argv[1], writable=True)
+with engine.connect():  # Python's sqlite3 holds the CRM open while the history is read
+    load_history(engine)
+maps = Path("/proc/self/maps").read_text()
+print("adbc_driver_sqlite" in sys.modules, "adbc_driver_sqlite" in maps)  # the driver and its library
+"""
+
+
+def test_the_adbc_driver_and_its_sqlite_never_load_into_a_process_that_writes_the_crm(tmp_path):
+    """ADBC's driver carries its own SQLite; beside Python's it deleted the write-ahead log and truncated the index
+    a pooled sqlite3 connection had mapped, and the next write died of SIGBUS (the demo's second nightly run on a
+    20,000-lead CRM). The driver reads in a process of its own instead (``crm.arrow_worker``)."""
+    import subprocess
+    import sys
+
+    from leadscore.pipelines.simulate import simulate_into_crm
+
+    path = tmp_path / "crm.db"
+    engine = connect(str(path), writable=True)
+    simulate_into_crm(engine, SimulationConfig(leads=300, seed=4, months=4))
+    engine.dispose()
+    outcome = subprocess.run([sys.executable, "-c", ONE_PROCESS, str(path)], capture_output=True, text=True, timeout=300)
+    assert outcome.returncode == 0, outcome.stderr[-2000:]
+    assert outcome.stdout.split() == ["False", "False"]
