@@ -25,6 +25,8 @@ import sqlalchemy as sa
 from leadscore.crm import schema
 from leadscore.crm.bulk import raw_cursor, write_frame
 from leadscore.crm.database import display_url, missing_columns
+from leadscore.crm.movement import ScoreMovement, score_movement
+from leadscore.crm.vocabulary import CLOSED_STAGES
 from leadscore.errors import LeadscoreError
 
 SCORE_TABLES = (schema.lead_scores, schema.lead_score_history, schema.scoring_runs, schema.score_rejects)
@@ -234,3 +236,37 @@ def _plain(series: pd.Series, as_text: bool) -> list:
         return seconds.astype(datetime).tolist()
     values = series.astype(object).where(series.notna(), None).tolist()
     return [value.item() if isinstance(value, np.generic) else value for value in values]
+
+
+# --- what the history says ----------------------------------------------------------------------------
+
+
+def read_score_movement(connection: sa.Connection, weeks: int = 12) -> ScoreMovement | None:
+    """Entries into MQL and SQL per week and channel from the complete runs' score history, and the current
+    scores of the open leads (``crm.movement``); None on a CRM without the score tables or a complete run."""
+    present = set(sa.inspect(connection).get_table_names())
+    needed = (schema.leads, schema.lead_scores, schema.lead_score_history, schema.scoring_runs)
+    if any(table.name not in present for table in needed) or "run_id" in missing_columns(connection).get(
+            schema.lead_score_history.name, ()):
+        return None
+    runs, history, scores, leads = schema.scoring_runs, schema.lead_score_history, schema.lead_scores, schema.leads
+    # From the runs' side, so that a complete run that wrote no history row still counts, and can be the last.
+    rows = pd.read_sql(
+        sa.select(runs.c.id.label("run_id"), runs.c.as_of, history.c.lead_id, history.c.tier, history.c.probability)
+        .select_from(runs.outerjoin(history, history.c.run_id == runs.c.id))
+        .where(runs.c.status == "complete"),
+        connection,
+    )
+    current = pd.read_sql(
+        sa.select(scores.c.lead_id, scores.c.probability, scores.c.tier)
+        .join(leads, leads.c.id == scores.c.lead_id)
+        .where(leads.c.lifecycle_stage.notin_(CLOSED_STAGES)),
+        connection,
+    )
+    channels = pd.read_sql(
+        sa.select(leads.c.id, leads.c.channel).where(leads.c.id.in_(sa.select(history.c.lead_id).distinct())),
+        connection,
+    )
+    scored = rows.dropna(subset=["lead_id"]).astype({"lead_id": np.int64})
+    return score_movement(scored, current, channels.set_index("id")["channel"], weeks,
+                          run_as_of=rows.drop_duplicates("run_id")["as_of"])

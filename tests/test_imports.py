@@ -11,7 +11,7 @@ import pytest
 @pytest.mark.parametrize(
     "module",
     ["leadscore.models.model", "leadscore.models.explain", "leadscore.features", "leadscore.features.build",
-     "leadscore.crm.history", "leadscore.crm.vocabulary", "leadscore.crm.conform"],
+     "leadscore.crm.history", "leadscore.crm.movement", "leadscore.crm.vocabulary", "leadscore.crm.conform"],
 )
 def test_model_and_feature_modules_import_no_database_code(module):
     code = (
