@@ -28,6 +28,8 @@ PROFILE_COLUMNS = (
     "owner",
 )
 
+LEAD_NAME_COLUMNS = ("company", "job_title")  # what a person knows a lead by: examples are named by them
+
 
 @dataclass(frozen=True)
 class CrmHistory:

@@ -18,6 +18,7 @@ A labels file (``--labels FILE``) is YAML, one entry per column::
       visits_30d:
         label: Website visits, last 30 days
         field: Website visits
+    name: [Company, Job title]                  # what the report names a lead by
 
 ``family`` is ``fit`` (who the lead is) or ``engagement`` (what the lead
 did). ``sentence`` is how a reason about the column reads, in the format of
@@ -30,6 +31,9 @@ label. Every value is read as text (``Yes`` stays "Yes", ``0`` stays "0").
 over several windows, the days since the last time): columns of one field
 make one reason and one importance, under the field's name, and must share
 a family.
+``name`` lists the columns a person knows a lead by (company, job title):
+the report's example leads are named by them instead of an opaque id. They
+need not be features.
 Columns the file does not name keep a label made from their name. The file
 fills the feature registry; nothing else carries these words.
 
@@ -108,13 +112,14 @@ class ColumnLabels:
 
     source: str
     columns: dict[str, ColumnWords] = field(default_factory=dict, hash=False)
+    name: tuple[str, ...] = ()  # the columns a lead is known by, for the report's example leads
 
     def words(self, column: str) -> ColumnWords:
         return self.columns.get(column, ColumnWords())
 
     def check_columns(self, available: list[str], table: str) -> None:
-        """Refuse an entry for a column ``table`` does not have, with the closest names."""
-        for column in self.columns:
+        """Refuse an entry or a ``name`` column ``table`` does not have, with the closest names."""
+        for column in [*self.columns, *self.name]:
             if column in available:
                 continue
             close = difflib.get_close_matches(column, available, n=3, cutoff=0.6)
@@ -189,13 +194,21 @@ def parse_column_labels(text: str, source: str = "labels file") -> ColumnLabels:
         problem = " ".join(str(getattr(error, "problem", None) or error).split())
         raise LeadscoreError(f"{source} is not valid YAML{at}: {problem}. Fix that line.") from error
     example = "columns:\n  Country:\n    label: Country\n    family: fit"
-    if not isinstance(document, dict) or set(document) != {"columns"} or not isinstance(document["columns"], dict):
+    if (not isinstance(document, dict) or "columns" not in document or not set(document) <= {"columns", "name"}
+            or not isinstance(document["columns"], dict)):
         raise LeadscoreError(
-            f"{source}: the file must hold one mapping, `columns`, from column names to their words. "
-            f"Start it like this:\n{example}"
+            f"{source}: the file must hold one mapping, `columns`, from column names to their words, and optionally "
+            f"`name`, the columns a lead is known by. Start it like this:\n{example}"
         )
     entries = {column: _entry(column, entry, source) for column, entry in document["columns"].items()}
-    return ColumnLabels(source, entries)
+    return ColumnLabels(source, entries, _name_columns(document.get("name", []), source))
+
+
+def _name_columns(name: object, source: str) -> tuple[str, ...]:
+    columns = [name] if isinstance(name, str) else name
+    if not isinstance(columns, list) or not all(isinstance(c, str) and c.strip() for c in columns):
+        raise LeadscoreError(f"{source}: name must list the columns a lead is known by (name: [Company, Job title]).")
+    return tuple(dict.fromkeys(c.strip() for c in columns))
 
 
 def _entry(column: str, entry: object, source: str) -> ColumnWords:

@@ -199,6 +199,9 @@ def flat_feature_table(
     _check_field_families(registry, labels)
     notes.append(_family_note(registry, roles, labels))
     columns[roles.target] = target
+    for column in labels.name:
+        # Kept as the file wrote them, for naming example leads; a name column that is a feature is there already.
+        columns.setdefault(column, frame[column].astype("string"))
     if not roles.time:
         notes.append("No time column: training will use a stratified split, not a forward-in-time one.")
     return FeatureTable(
@@ -210,6 +213,7 @@ def flat_feature_table(
         source=source,
         notes=tuple(notes),
         reading=ReadingRule(roles.na_values, numbers),
+        name_columns=labels.name,
     )
 
 

@@ -35,6 +35,7 @@ class FeatureTable:
     source: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
     reading: ReadingRule = field(default_factory=ReadingRule)
+    name_columns: tuple[str, ...] = ()  # columns a person knows a lead by (company, job title), for the report
 
     @property
     def features(self) -> pd.DataFrame:
@@ -63,6 +64,7 @@ class FeatureTable:
             "source": self.source,
             "notes": list(self.notes),
             "reading": self.reading.to_json(),
+            "name_columns": list(self.name_columns),
         }
         metadata = {**(table.schema.metadata or {}), METADATA_KEY: json.dumps(about).encode()}
         with atomic_path(path) as temporary:
@@ -96,4 +98,5 @@ class FeatureTable:
             notes=tuple(about["notes"]),
             # Tables written before the reading rule kept only the missing-value markers.
             reading=ReadingRule.from_json(about.get("reading", {"na_values": about.get("na_values", ())})),
+            name_columns=tuple(about.get("name_columns", ())),
         )

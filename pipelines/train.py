@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from leadscore.crm.history import CrmHistory
+from leadscore.crm.history import LEAD_NAME_COLUMNS, CrmHistory
 from leadscore.errors import LeadscoreError
 from leadscore.features.build import crm_feature_table
 from leadscore.features.crm_features import CRM_FEATURES
@@ -179,7 +179,9 @@ def crm_training_table(
     registry = registry or CRM_FEATURES
     table = crm_feature_table(history, pairs, horizon_days, registry, source="CRM", progress=progress)
     keep = table.frame["stage_at_cutoff"].isin(stages).to_numpy()
+    names = history.leads.set_index("id").reindex(columns=list(LEAD_NAME_COLUMNS))
     frame = table.frame[keep].reset_index(drop=True)
+    frame = frame.join(names.astype("string"), on="lead_id")
     note = (
         f"{len(frame):,} rows: leads in stage {' or '.join(stages)} at {len(cutoffs)} monthly cutoffs from "
         f"{cutoffs[0]:%Y-%m-%d} to {cutoffs[-1]:%Y-%m-%d}, each labelled by conversion within {horizon_days} days."
@@ -192,6 +194,7 @@ def crm_training_table(
         time_column="cutoff",
         source=f"CRM, monthly cutoffs {cutoffs[0]:%Y-%m} to {cutoffs[-1]:%Y-%m}",
         notes=(note, *[n for n in table.notes if "label may still change" not in n]),
+        name_columns=LEAD_NAME_COLUMNS,
     )
 
 
