@@ -162,7 +162,7 @@ for _name, _label, _activities, _past in _RECENCY:
 
 
 @feature(
-    label=f"Recent engagement (time-decayed, {DECAY_HALF_LIFE_DAYS}-day half-life)",
+    label="Recent engagement (recent activities count most)",
     family="engagement",
     description=(
         "Marketing activities before the cutoff, each counting 1 on the day it happened and half as much "
@@ -170,8 +170,8 @@ for _name, _label, _activities, _past in _RECENCY:
     ),
     sentence={
         "0": "No marketing activity since becoming a lead",
-        "1": "Engagement worth 1 fresh activity, older ones counting less",
-        "value": "Engagement worth {value} fresh activities, older ones counting less",
+        "digits": "1",
+        "value": f"Recent engagement {{value}} (an activity today counts 1, half that {DECAY_HALF_LIFE_DAYS} days later)",
         "missing": "Recent engagement unknown",
     },
     field_name=OVERALL_ACTIVITY[0],
