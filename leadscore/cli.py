@@ -24,7 +24,7 @@ from rich.text import Text
 from leadscore.errors import LeadscoreError
 from leadscore.progress import for_console
 from leadscore.redact import redact, url_secrets
-from leadscore.settings import configured_crm_url, crm_url_from_env
+from leadscore.settings import configured_crm_url, configured_currency, crm_url_from_env
 
 app = typer.Typer(
     help="Lead-conversion scoring learned from CRM history.",
@@ -144,6 +144,11 @@ MinReasonPointsOption = Annotated[
     typer.Option(help="A field is a reason only when it moves the lead's probability by at least this many points "
                       "(and carries a tenth of what moves the lead); a lead with none says nothing stands out.", min=0),
 ]
+CurrencyOption = Annotated[
+    Optional[str],
+    typer.Option(help="Currency the CRM's campaign costs are in, shown beside every cost (default: "
+                      "$LEADSCORE_CURRENCY, else USD).", show_default=False),
+]
 TrackingOption = Annotated[
     Optional[str],
     typer.Option(help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db.", show_default=False),
@@ -222,8 +227,9 @@ def _money(value: float) -> str:
     return "—" if pd.isna(value) else f"{value:,.0f}"
 
 
-def print_funnel(funnel: pd.DataFrame) -> None:
-    table = Table(title="Funnel conversion and acquisition cost per channel", title_justify="left")
+def print_funnel(funnel: pd.DataFrame, currency: str | None = None) -> None:
+    currency = currency or configured_currency()
+    table = Table(title=f"Funnel conversion and acquisition cost per channel (costs in {currency})", title_justify="left")
     for header in ("Channel", "Leads", "Lead→MQL", "MQL→SQL", "SQL→Opp.", "Opp.→Customer", "Lead→Customer",
                    "Cost / MQL", "Cost / SQL"):
         table.add_column(header, justify="left" if header == "Channel" else "right")
@@ -327,6 +333,7 @@ def funnel(
     horizon_days: Annotated[
         int, typer.Option(help="With --expected: the model's horizon, as trained (--horizon-days of train).", min=1)
     ] = 90,
+    currency: CurrencyOption = None,
 ) -> None:
     """Print funnel conversion rates and cost per MQL and SQL, per channel; with --expected, channel worth."""
     from leadscore.crm.funnel import funnel_by_channel
@@ -336,7 +343,7 @@ def funnel(
     moment = _day(as_of, "--as-of") if as_of else None  # a mistyped date is refused before the CRM is read
     with _engine(crm) as engine, for_console(console) as progress:
         history = load_history(engine, progress=progress, stage_map=stage_map)
-    print_funnel(funnel_by_channel(history))
+    print_funnel(funnel_by_channel(history), currency)
     if expected:
         from leadscore.pipelines.registry import load_model
         from leadscore.pipelines.worth import channel_worth
@@ -345,7 +352,7 @@ def funnel(
         moment = moment or pd.Timestamp(history.as_of).to_pydatetime()
         with for_console(console) as progress:
             worth = channel_worth(history, load_model(model, tracking_uri), moment, horizon_days, progress=progress)
-        print_worth(console, worth, horizon_days)
+        print_worth(console, worth, horizon_days, currency or configured_currency())
     for note in history.notes:
         console.print(f"Note: {note}", style="yellow")
 
@@ -846,21 +853,27 @@ def report(
     ] = None,
     tracking_uri: TrackingOption = None,
     map_stage: MapStageOption = None,
+    currency: CurrencyOption = None,
 ) -> None:
-    """Write one self-contained HTML page for marketing: funnel, model against hand-set scoring, drivers, tiers, examples."""
+    """Write one self-contained HTML page: for marketing the funnel, what each channel's new leads are worth, how
+    well the score finds converters, its drivers, tiers, three example leads and the scores' movement; then an
+    appendix for data scientists."""
     from leadscore.crm.funnel import funnel_by_channel
+    from leadscore.crm.scores import read_score_movement
     from leadscore.crm.sql import load_history
     from leadscore.pipelines.report import write_report
 
-    funnel, note, history = None, "", None
+    funnel, note, history, movement = None, "", None, None
     source = crm or configured_crm_url()
     if source:
         with _engine(source) as engine:
             history = load_history(engine, stage_map=_stage_map(map_stage))
+            with engine.connect() as connection:
+                movement = read_score_movement(connection)
         funnel = funnel_by_channel(history)
     else:
         note = "No CRM was given (--crm or $LEADSCORE_CRM): funnel rates and costs come from the CRM."
-    write_report(model, out, tracking_uri, funnel, note, history)
+    write_report(model, out, tracking_uri, funnel, note, history, movement=movement, currency=currency)
     console.print(f"Wrote the report of {model} to {out}.")
 
 

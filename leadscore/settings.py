@@ -23,3 +23,11 @@ def crm_url_from_env() -> str:
 def configured_crm_url() -> str | None:
     """``LEADSCORE_CRM`` when it is set: for commands where a CRM is optional."""
     return os.environ.get("LEADSCORE_CRM") or None
+
+
+DEFAULT_CURRENCY = "USD"
+
+
+def configured_currency() -> str:
+    """The currency every cost is shown in: ``LEADSCORE_CURRENCY``, else US dollars (the CRM stores bare amounts)."""
+    return (os.environ.get("LEADSCORE_CURRENCY") or DEFAULT_CURRENCY).strip()

@@ -15,13 +15,13 @@ def _share(value: float) -> str:
     return "—" if pd.isna(value) else f"{value:.1%}"
 
 
-def print_worth(console: Console, worth: pd.DataFrame, horizon_days: int) -> None:
+def print_worth(console: Console, worth: pd.DataFrame, horizon_days: int, currency: str) -> None:
     for days, recent in worth[worth["cohort"] == "recent"].groupby("days", sort=True):
         start, end = recent["created_from"].iloc[0], recent["created_to"].iloc[0]
         table = Table(title=f"Leads created in the last {days} days ({start:%Y-%m-%d} to {end:%Y-%m-%d}): what they "
                             f"are expected to bring within {horizon_days} days", title_justify="left")
-        for header in ("Channel", "Leads", "MQLs", "SQLs", "Customers so far", "Expected customers", "Cost",
-                       "Expected cost / customer", "MQL→SQL so far", "Expected SQL→customer"):
+        for header in ("Channel", "Leads", "MQLs", "SQLs", "Customers so far", "Expected customers", f"Cost ({currency})",
+                       f"Expected cost / customer ({currency})", "MQL→SQL so far", "Expected SQL→customer"):
             table.add_column(header, justify="left" if header == "Channel" else "right")
         # The line under the last channel sets the total apart (a cohort without leads has the total alone).
         last_channel = recent["channel"].iloc[-2] if len(recent) > 1 else None

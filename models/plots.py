@@ -37,7 +37,7 @@ def _figure() -> tuple[Figure, Axes]:
     return figure, axes
 
 
-def _save(figure: Figure, path) -> Path:
+def save_png(figure: Figure, path) -> Path:
     path = Path(path)
     with atomic_path(path) as temporary:
         figure.savefig(temporary, dpi=DPI, format="png")
@@ -76,7 +76,7 @@ def reliability_plot(curves: dict[str, pd.DataFrame], path) -> Path:
     axes.set_ylabel("Observed conversion rate (%)", fontsize=12)
     axes.set_title("Calibration on the held-out leads", fontsize=13)
     axes.legend(fontsize=10, loc="upper left")
-    return _save(figure, path)
+    return save_png(figure, path)
 
 
 def gains_plot(curves: dict[str, pd.DataFrame], path) -> Path:
@@ -110,7 +110,7 @@ def gains_plot(curves: dict[str, pd.DataFrame], path) -> Path:
     axes.set_ylabel("Conversions captured (%)", fontsize=12)
     axes.set_title("Gains on the held-out leads", fontsize=13)
     axes.legend(fontsize=10, loc="lower right")
-    return _save(figure, path)
+    return save_png(figure, path)
 
 
 FAMILY_COLOURS = {"fit": "#1f77b4", "engagement": "#ff7f0e"}
@@ -130,7 +130,7 @@ def importance_plot(table: pd.DataFrame, path, top: int = 15) -> Path:
     axes.grid(True, axis="x", color="0.9")
     axes.tick_params(labelsize=10)
     axes.legend(handles=legend, fontsize=9, loc="lower right")
-    return _save(figure, path)
+    return save_png(figure, path)
 
 
 def _shap_explanation(points: np.ndarray, values: pd.DataFrame, labels: list[str]):
@@ -173,7 +173,7 @@ def beeswarm_plot(points: np.ndarray, values: pd.DataFrame, labels: list[str], p
         )
     axes.set_xlabel("Effect on the conversion probability (percentage points)", fontsize=11)
     axes.set_title("How each feature moves each lead's score", fontsize=13)
-    return _save(figure, path)
+    return save_png(figure, path)
 
 
 def dependence_plots(points: np.ndarray, values: pd.DataFrame, labels: list[str], columns: list[int], path) -> Path:
@@ -191,11 +191,11 @@ def dependence_plots(points: np.ndarray, values: pd.DataFrame, labels: list[str]
         axes.set_ylabel("Effect on the probability (pts)", fontsize=10)
         axes.set_xlabel(labels[column], fontsize=10)
     figure.suptitle("How the effect grows with engagement", fontsize=13)
-    return _save(figure, path)
+    return save_png(figure, path)
 
 
-def funnel_plot(funnel: pd.DataFrame, path) -> Path:
-    """Step conversion rates per channel, and what each SQL cost."""
+def funnel_plot(funnel: pd.DataFrame, path, currency: str = "") -> Path:
+    """Step conversion rates per channel, and what each SQL cost (in ``currency``)."""
     channels = funnel[funnel["channel"] != "total"].iloc[::-1]
     steps = (("lead_to_mql", "Lead → MQL"), ("mql_to_sql", "MQL → SQL"), ("sql_to_opportunity", "SQL → opportunity"),
              ("opportunity_to_customer", "Opportunity → customer"))
@@ -211,9 +211,9 @@ def funnel_plot(funnel: pd.DataFrame, path) -> Path:
     rates.set_title("Funnel steps by channel", fontsize=13)
     rates.legend(fontsize=9, loc="lower right")
     costs.barh(positions, channels["cost_per_sql"].fillna(0), color="0.45")
-    costs.set_xlabel("Cost per SQL", fontsize=11)
+    costs.set_xlabel(f"Cost per SQL ({currency})" if currency else "Cost per SQL", fontsize=11)
     costs.set_title("What an SQL costs", fontsize=13)
     for axes in (rates, costs):
         axes.grid(True, axis="x", color="0.9")
         axes.tick_params(labelsize=10)
-    return _save(figure, path)
+    return save_png(figure, path)

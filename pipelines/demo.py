@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from leadscore.crm.database import connect
+from leadscore.crm.scores import read_score_movement
 from leadscore.errors import LeadscoreError
 from leadscore.crm.funnel import funnel_by_channel
 from leadscore.crm.sql import load_history
@@ -24,6 +25,7 @@ from leadscore.serve.nightly import ScoringOptions, ScoringReport, score_crm
 
 DEFAULT_DIRECTORY = Path("leadscore-demo")
 DEMO_MARKER = ".leadscore-demo"
+SCORING_WEEKS = 8  # weekly runs of the nightly job, so that the report has score movement to show
 
 
 @dataclass(frozen=True)
@@ -64,11 +66,12 @@ def run_demo(
     seed: int = 42,
     progress: Progress = Progress(),
 ) -> DemoResult:
-    """Simulate a CRM into ``directory/crm.db``, read its funnel, train a model, make it champion, write its
-    report, then run the nightly job once: every open lead scored and written back into the CRM.
+    """Simulate a CRM into ``directory/crm.db``, read its funnel, train a model and make it champion, run the
+    nightly job once a week for the last ``SCORING_WEEKS`` weeks (every open lead scored and written back into
+    the CRM), then write the report, score movement included.
 
     The demo owns ``directory``: its CRM and MLflow store are replaced on every run. The simulated history
-    ends before today, so the job scores the leads open at its last record, not now.
+    ends before today, so the job scores the leads open at its records' moments, not now.
     """
     _claim(directory)
     crm_file = directory / "crm.db"
@@ -90,15 +93,17 @@ def run_demo(
                           channel_worth=worth)
     promotion = promote(uri=store)
     funnel = funnel_by_channel(history)
-    with progress.task("Writing the marketing report", total=1) as advance:
-        report = write_report(logged.model_uri, directory / "report.html", store, funnel, worth=worth)
-        advance(1)
-    engine = connect(str(crm_file), writable=True)
+    scoring = _score_weekly(crm_file, store, pd.Timestamp(history.as_of), progress)
+    engine = connect(str(crm_file))
     try:
-        scoring = score_crm(engine, ScoringOptions(tracking_uri=store, as_of=pd.Timestamp(history.as_of).to_pydatetime()),
-                            progress)
+        with engine.connect() as connection:
+            movement = read_score_movement(connection)
     finally:
         engine.dispose()
+    with progress.task("Writing the marketing report", total=1) as advance:
+        report = write_report(logged.model_uri, directory / "report.html", store, funnel, worth=worth,
+                              history=history, movement=movement)
+        advance(1)
     return DemoResult(
         crm_file=crm_file,
         replaced=replaced,
@@ -110,3 +115,19 @@ def run_demo(
         report=report,
         scoring=scoring,
     )
+
+
+def _score_weekly(crm_file: Path, store: str, last: pd.Timestamp, progress: Progress) -> ScoringReport:
+    """The nightly job once a week, oldest first, the last run at ``last``; the last run's report.
+
+    One run would leave the score history a single snapshot: the weekly runs give
+    it the entries into MQL and SQL that the report's score movement counts.
+    """
+    engine = connect(str(crm_file), writable=True)
+    try:
+        for weeks_back in range(SCORING_WEEKS - 1, -1, -1):
+            as_of = (last - pd.Timedelta(weeks=weeks_back)).to_pydatetime()
+            report = score_crm(engine, ScoringOptions(tracking_uri=store, as_of=as_of), progress)
+    finally:
+        engine.dispose()
+    return report
