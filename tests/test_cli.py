@@ -130,7 +130,7 @@ def test_bad_crm_urls_are_user_errors(tmp_path):
     _user_error(run("crm", "init", "--crm", str(tmp_path / "no" / "such" / "crm.db")), "does not exist")
 
 
-def test_demo_prints_the_funnel_and_the_model_against_the_baselines(tmp_path, monkeypatch):
+def test_demo_prints_the_funnel_and_the_model_against_the_baselines(tmp_path, monkeypatch, chromium):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "demo").mkdir()
     (tmp_path / "demo" / ".leadscore-demo").write_text("an earlier demo")
@@ -141,9 +141,17 @@ def test_demo_prints_the_funnel_and_the_model_against_the_baselines(tmp_path, mo
     for fragment in ("Replaced the previous demo", "Lead→MQL", "MQL→SQL", "Cost / MQL", "Cost / SQL", "E-book",
                      "All channels", "Held-out leads", "Hand-set points", "Lift, top 10%", "first champion"):
         assert fragment in text
+    # The demo's report, after eight weekly scoring runs: marketing's words, and its score movement.
+    from leadscore.pipelines.registry import load_model
+    from report_checks import check_marketing_report
+
+    page = (tmp_path / "demo" / "report.html").read_text()
+    store = f"sqlite:///{tmp_path / 'demo' / 'mlflow.db'}"
+    check_marketing_report(page, load_model("models:/leadscore@champion", store),
+                           chromium.render(tmp_path / "demo" / "report.html", tmp_path / "demo.png"))
+    assert "Entered MQL or SQL" in page and "8 scoring runs" in page
 
     # What each channel's recent leads are worth, scored by the champion the demo promoted.
-    store = f"sqlite:///{tmp_path / 'demo' / 'mlflow.db'}"
     worth = run("funnel", "--crm", tmp_path / "demo" / "crm.db", "--expected", "--tracking-uri", store)
     assert worth.exit_code == 0, worth.output
     text = " ".join(worth.output.split())
