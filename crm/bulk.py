@@ -201,12 +201,13 @@ class ArrowReader:
     agree with each other.
     """
 
-    def __init__(self, connection: sa.Connection) -> None:
+    def __init__(self, connection: sa.Connection, large: bool = True) -> None:
         self.connection = connection
         self.arrow = None
         path = _sqlite_file(connection)
-        # An install without the driver still reads, more slowly.
-        if path is not None and importlib.util.find_spec("adbc_driver_sqlite") is not None:
+        # A few leads' rows come faster through sqlite3 than a process takes to start; an install without the
+        # driver still reads, more slowly.
+        if large and path is not None and importlib.util.find_spec("adbc_driver_sqlite") is not None:
             self.arrow = _ArrowProcess(path)
 
     def __enter__(self) -> ArrowReader:

@@ -53,7 +53,7 @@ def load_history(
             connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
             for table in (leads_t, activities_t, stages_t)
         }
-        with ArrowReader(connection) as reader:
+        with ArrowReader(connection, large=not by_id) as reader:
             with progress.task("Reading leads", total=counts["leads"]) as advance:
                 leads = reader.read(
                     only_wanted(

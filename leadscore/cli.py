@@ -879,6 +879,45 @@ def report(
 
 @app.command()
 @user_errors
+def serve(
+    model: Annotated[
+        str, typer.Option(help="Model URI: models:/leadscore@champion, models:/leadscore/3 or runs:/RUN_ID/model.")
+    ] = "models:/leadscore@champion",
+    crm: Annotated[
+        Optional[str],
+        typer.Option(help="CRM to read leads' history from when a request names them by id (an SQLAlchemy URL or "
+                          "SQLite file). Without it, requests send each lead's profile and activities.",
+                     show_default=False),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(help="Processes, each with the model loaded once.", min=1)] = 1,
+    tracking_uri: TrackingOption = None,
+) -> None:
+    """Serve POST /score (probability, tier, fit and engagement, reasons), GET /health, GET /model and the OpenAPI
+    schema (/docs), with the model loaded once."""
+    import os
+
+    import uvicorn
+
+    from leadscore.crm.database import connect
+    from leadscore.pipelines.registry import resolve_model
+    from leadscore.serve.api import SERVE_SETTINGS, create_app
+
+    resolved = resolve_model(model, tracking_uri)  # a model that cannot load is refused here, not by each worker
+    engine = connect(crm) if crm else None
+    console.print(f"Serving {resolved.name} version {resolved.version} at http://{host}:{port} (API docs at /docs); "
+                  "Ctrl+C stops.")
+    if workers == 1:
+        uvicorn.run(create_app(resolved, engine), host=host, port=port, log_level="warning")
+        return
+    os.environ.update({name: value for name, value in zip(SERVE_SETTINGS, (resolved.uri, tracking_uri or "", crm or ""))})
+    uvicorn.run("leadscore.serve.api:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                log_level="warning")
+
+
+@app.command()
+@user_errors
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="Folder for the demo's files.")] = Path("leadscore-demo"),
     leads: Annotated[int, typer.Option(help="Number of leads to simulate.", min=100)] = 20_000,
