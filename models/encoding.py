@@ -55,16 +55,9 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         check_is_fitted(self, "levels_")
         self._check_columns(X)
-        columns = {}
-        for column in self.numeric:
-            columns[column] = self._numeric(X[column], column)
+        columns = self._numbers(X)
         for column in self.categorical:
-            levels = self.levels_[column]
-            text = X[column].astype(object).where(X[column].notna())
-            text = text.map(lambda value: value if value is None or value != value else str(value))
-            known = text.isin(levels[:-1]) | text.isna()
-            text = text.where(known, RARE)
-            columns[column] = pd.Categorical(text, categories=levels)
+            columns[column] = self._category(X[column], self.levels_[column])
         return pd.DataFrame(columns, index=X.index)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
@@ -77,6 +70,26 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
                 f"The data lacks {len(missing)} column(s) the model needs: {', '.join(map(repr, missing[:10]))}"
                 f"{' ...' if len(missing) > 10 else ''}. Score a table built the same way as the training table."
             )
+
+    def _numbers(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
+        numeric = list(self.numeric)
+        block = X[numeric]
+        if all(pd.api.types.is_bool_dtype(kind) or pd.api.types.is_numeric_dtype(kind) for kind in block.dtypes):
+            # One conversion for the block: column by column, a lead scored alone pays pandas' overhead 80 times.
+            values = block.to_numpy(dtype=float, na_value=np.nan)
+            return {column: values[:, position] for position, column in enumerate(numeric)}
+        return {column: self._numeric(X[column], column) for column in numeric}
+
+    @staticmethod
+    def _category(values: pd.Series, levels: list[str]) -> pd.Categorical:
+        """The levels kept at fit as they are, missing as missing, anything else (never seen, or rare) as RARE."""
+        missing = values.isna().to_numpy()
+        text = values.to_numpy(dtype=object, copy=True)
+        text[~missing] = [str(value) for value in text[~missing]]  # a number in a text column reads as its text
+        codes = pd.Index(levels[:-1]).get_indexer(text)
+        codes[(codes < 0) & ~missing] = len(levels) - 1
+        codes[missing] = -1
+        return pd.Categorical.from_codes(codes, categories=levels)
 
     @staticmethod
     def _numeric(values: pd.Series, column: str) -> np.ndarray:
