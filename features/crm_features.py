@@ -316,7 +316,13 @@ def _category(values: pd.Series, leading: tuple[str, ...] | list[str] = ()) -> p
     of pairs gets the same levels.
     """
     others = sorted(set(map(str, values.cat.categories)) - set(leading))
-    return pd.Categorical(values.astype(object), categories=[*leading, *others])
+    categories = [*leading, *others]
+    # Recoded through the levels, not value by value: a lead scored alone would pay pandas' overhead per value.
+    recode = pd.Index(categories).get_indexer(values.cat.categories)
+    codes = values.cat.codes.to_numpy()
+    recoded = np.full(len(codes), -1, dtype=np.int64)
+    recoded[codes >= 0] = recode[codes[codes >= 0]]  # a column with no value at all has no level to index
+    return pd.Categorical.from_codes(recoded, categories=categories)
 
 
 def foreign_features(features) -> list[str]:

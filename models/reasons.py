@@ -96,7 +96,7 @@ class ReasonWriter:
             return self._write(explanations, frame, unseen)
 
     def _write(self, explanations, frame, unseen):
-        values = [_plain_column(frame[name]) for name in self.features]
+        values = _plain_columns(frame, self.features)
         encoded_values: dict[tuple[int, object], str] = {}
         sentences: dict[tuple[int, object, bool], str] = {}
         scale = explanations.points_per_log_odds
@@ -268,17 +268,30 @@ def _lower_first(sentence: str) -> str:
     return sentence[:1].lower() + sentence[1:] if sentence[:2] != sentence[:2].upper() else sentence
 
 
+def _plain_columns(frame: pd.DataFrame, names: list[str]) -> list[list]:
+    """``_plain_column`` of each of ``names``; the numeric ones made plain together, as one block."""
+    kinds = frame[names].dtypes
+    numeric = [name for name, kind in zip(names, kinds)
+               if pd.api.types.is_numeric_dtype(kind) and not pd.api.types.is_bool_dtype(kind)]
+    block = frame[numeric].to_numpy(dtype=float, na_value=np.nan) if numeric else None
+    plain = {name: _plain_numbers(block[:, position]) for position, name in enumerate(numeric)}
+    return [plain[name] if name in plain else _plain_column(frame[name]) for name in names]
+
+
+def _plain_numbers(numbers: np.ndarray) -> list:
+    whole = np.isfinite(numbers) & (np.floor(numbers) == numbers) & (np.abs(numbers) < 2**53)
+    plain = numbers.astype(object)
+    plain[whole] = numbers[whole].astype(np.int64).tolist()
+    plain[np.isnan(numbers)] = None
+    return plain.tolist()
+
+
 def _plain_column(values: pd.Series) -> list:
     """A column's values as JSON holds them: whole numbers as int, others as float, missing as None, the rest text."""
     if pd.api.types.is_bool_dtype(values.dtype):
         return [None if pd.isna(v) else bool(v) for v in values.tolist()]
     if pd.api.types.is_numeric_dtype(values.dtype):
-        numbers = values.to_numpy(dtype=float, na_value=np.nan)
-        whole = np.isfinite(numbers) & (np.floor(numbers) == numbers) & (np.abs(numbers) < 2**53)
-        plain = numbers.astype(object)
-        plain[whole] = numbers[whole].astype(np.int64).tolist()
-        plain[np.isnan(numbers)] = None
-        return plain.tolist()
+        return _plain_numbers(values.to_numpy(dtype=float, na_value=np.nan))
     if isinstance(values.dtype, pd.CategoricalDtype):
         # Each level made plain once; code -1 (missing) reads the appended None.
         levels = [_plain(level) for level in values.cat.categories.tolist()] + [None]

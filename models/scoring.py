@@ -115,10 +115,10 @@ def unseen_mask(model: LeadScoringModel, frame: pd.DataFrame) -> np.ndarray:
         if levels is None:
             continue
         values = frame[feature]
-        text = values.astype(object).where(values.notna())
-        present = text.notna().to_numpy()
-        known = text[present].map(str).isin(levels).to_numpy()
-        mask[np.flatnonzero(present)[~known], position] = True
+        present = np.flatnonzero(values.notna().to_numpy())
+        text = [str(value) for value in values.to_numpy(dtype=object)[present]]
+        known = pd.Index(levels).get_indexer(text) >= 0
+        mask[present[~known], position] = True
     return mask
 
 

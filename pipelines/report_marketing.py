@@ -168,7 +168,7 @@ def gains_section(held: HeldOutLeads) -> str:
         f"<h2>How well the score finds the leads that convert, {title}</h2>"
         f"<p class='lede'>Working the {len(held):,} held-out leads best score first: how many of the {total:,} that "
         "converted each ranking finds.</p>"
-        + table(["Leads worked", "Leads", *(f"Converters found by {name}" for name in scorers)], [*rows])
+        + table(["Leads worked", "Leads", *(f"Converters found by {name}" for name in scorers)], rows)
         + rule("Each lead counts once, with its best score; a converter is a lead that converted within the "
                "horizon the model predicts.")
     )
