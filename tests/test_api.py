@@ -198,5 +198,40 @@ def test_a_schema_driven_fuzz_run_finds_no_server_error(served):
 
         run()
     assert not errors, errors[:3]
-    # The run reached the scoring itself, not only the validation in front of it.
-    assert ("/score", 200) in statuses and ("/score", 422) in statuses
+    assert ("/score", 422) in statuses  # the bodies it drew are mostly refused: the next test reaches the scoring
+
+
+def test_any_well_formed_lead_is_scored(served):
+    """Leads valid by the schema but odd in every other way (any text in the profile, activity types the model
+    has no feature for, times anywhere before the moment scored) are scored, never refused or failed."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from leadscore.crm.vocabulary import ACTIVITY_TYPES
+
+    moments = st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2025, 11, 19)).map(datetime.isoformat)
+    text = st.none() | st.text(max_size=30)
+    activity = st.fixed_dictionaries({
+        "type": st.sampled_from([a.code for a in ACTIVITY_TYPES]) | st.text(min_size=1, max_size=40),
+        "occurred_at": moments,
+    })
+    lead = st.fixed_dictionaries(
+        {"id": st.integers(0, 2**63 - 1), "created_at": moments, "activities": st.lists(activity, max_size=15)},
+        optional={"channel": st.text(max_size=40), "industry": text, "seniority": text, "country": text,
+                  "company_size": st.none() | st.text(max_size=20), "email_domain": text, "company": text,
+                  "job_title": text},
+    )
+    bodies = st.lists(lead, min_size=1, max_size=4, unique_by=lambda one: one["id"]).map(
+        lambda leads: {"leads": leads, "as_of": AS_OF.isoformat()})
+
+    @settings(max_examples=150, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(body=bodies)
+    def run(body):
+        response = served["bare"].post("/score", json=body)
+        assert response.status_code == 200, (body, response.text[:500])
+        scored = response.json()["leads"]
+        assert sorted(lead["lead_id"] for lead in scored) == sorted(lead["id"] for lead in body["leads"])
+        assert all(0 <= lead["probability"] <= 1 for lead in scored)
+
+    run()
