@@ -139,6 +139,9 @@ MapStageOption = Annotated[
     ),
 ]
 ModelNameOption = Annotated[str, typer.Option(help="Name of the model in the MLflow registry.")]
+ModelOption = Annotated[
+    str, typer.Option(help="Model URI: models:/leadscore@champion, models:/leadscore/3 or runs:/RUN_ID/model.")
+]
 MinReasonPointsOption = Annotated[
     float,
     typer.Option(help="A field is a reason only when it moves the lead's probability by at least this many points "
@@ -706,9 +709,7 @@ def predict(
         Path,
         typer.Option(help="Where to write the id, probability, tier and never-seen values of every row (.csv or .parquet)."),
     ],
-    model: Annotated[
-        str, typer.Option(help="Model URI: models:/leadscore@champion, models:/leadscore/3 or runs:/RUN_ID/model.")
-    ] = "models:/leadscore@champion",
+    model: ModelOption = "models:/leadscore@champion",
     tracking_uri: TrackingOption = None,
     explain: Annotated[
         bool,
@@ -843,9 +844,7 @@ def print_scoring(result) -> None:
 @user_errors
 def report(
     out: Annotated[Path, typer.Option(help="Where to write the HTML page, e.g. report.html.")],
-    model: Annotated[
-        str, typer.Option(help="Model URI: models:/leadscore@champion, models:/leadscore/3 or runs:/RUN_ID/model.")
-    ] = "models:/leadscore@champion",
+    model: ModelOption = "models:/leadscore@champion",
     crm: Annotated[
         Optional[str],
         typer.Option(help="CRM whose funnel and costs the report shows (an SQLAlchemy URL or SQLite file). "
@@ -880,9 +879,7 @@ def report(
 @app.command()
 @user_errors
 def serve(
-    model: Annotated[
-        str, typer.Option(help="Model URI: models:/leadscore@champion, models:/leadscore/3 or runs:/RUN_ID/model.")
-    ] = "models:/leadscore@champion",
+    model: ModelOption = "models:/leadscore@champion",
     crm: Annotated[
         Optional[str],
         typer.Option(help="CRM to read leads' history from when a request names them by id (an SQLAlchemy URL or "
