@@ -100,7 +100,7 @@ def conform(
         for lead in leads["id"][bad_created]:
             rejected.setdefault(int(lead), "leads.created_at is not a timestamp between 1970 and 2200")
     leads["created_at"] = created
-    leads["channel"] = _known_channels(leads["channel"])
+    leads["channel"] = known_channels(leads["channel"])
 
     frames = {}
     for table, frame in (("activities", activities), ("stage_changes", stage_changes)):
@@ -163,7 +163,8 @@ def mapped_stages(stages: pd.Series, stage_map: Mapping[str, str], column: str) 
     return values.astype(pd.CategoricalDtype(STAGE_CODES))
 
 
-def _known_channels(channels: pd.Series) -> pd.Series:
+def known_channels(channels: pd.Series) -> pd.Series:
+    """The channels as categories, a missing or blank one as ``UNKNOWN_CHANNEL``."""
     text = channels.astype(object)
     blank = text.isna() | text.map(lambda value: isinstance(value, str) and not value.strip())
     return text.where(~blank, UNKNOWN_CHANNEL).astype("category")

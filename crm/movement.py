@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from leadscore.crm.conform import UNKNOWN_CHANNEL
+from leadscore.crm.conform import known_channels
 from leadscore.crm.funnel import channel_labels, channel_order
 
 QUALIFIED_TIERS = ("mql", "sql")
@@ -127,9 +127,7 @@ def _week_of_entry(entry: pd.Series, shown: pd.DatetimeIndex) -> pd.Series:
 
 def _channel_of(channels: pd.Series, lead_ids: np.ndarray) -> pd.Series:
     # A lead without a channel, or one the channels do not know, is counted under "(unknown)" as the funnel does.
-    known = channels[~channels.index.duplicated()].reindex(lead_ids).astype(object)
-    blank = known.isna() | known.map(lambda value: isinstance(value, str) and not value.strip())
-    return known.where(~blank, UNKNOWN_CHANNEL)
+    return known_channels(channels[~channels.index.duplicated()].reindex(lead_ids)).astype(object)
 
 
 def _by_channel(entries: dict[str, pd.Series], channel_of: pd.Series) -> pd.DataFrame:
