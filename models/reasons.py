@@ -245,7 +245,7 @@ def _collector_paused():
 
 
 def _json_value(value) -> str:
-    """A plain value (see ``_plain_column``) as ``json.dumps`` writes it, without its generic dispatch."""
+    """A plain value (see ``_plain_columns``) as ``json.dumps`` writes it, without its generic dispatch."""
     kind = type(value)
     if kind is str:
         return quoted(value)
@@ -269,8 +269,8 @@ def _lower_first(sentence: str) -> str:
 
 
 def _plain_columns(frame: pd.DataFrame, names: list[str]) -> list[list]:
-    """``_plain_column`` of each of ``names``; the numeric ones made plain together, as one block."""
-    kinds = frame[names].dtypes
+    """Each of ``names`` as JSON holds it; the numeric columns made plain together, as one block."""
+    kinds = frame.dtypes[names]  # the dtypes alone: selecting the columns would copy them
     numeric = [name for name, kind in zip(names, kinds)
                if pd.api.types.is_numeric_dtype(kind) and not pd.api.types.is_bool_dtype(kind)]
     block = frame[numeric].to_numpy(dtype=float, na_value=np.nan) if numeric else None
@@ -279,6 +279,7 @@ def _plain_columns(frame: pd.DataFrame, names: list[str]) -> list[list]:
 
 
 def _plain_numbers(numbers: np.ndarray) -> list:
+    """Whole numbers as int, others as float, missing as None."""
     whole = np.isfinite(numbers) & (np.floor(numbers) == numbers) & (np.abs(numbers) < 2**53)
     plain = numbers.astype(object)
     plain[whole] = numbers[whole].astype(np.int64).tolist()
@@ -287,11 +288,9 @@ def _plain_numbers(numbers: np.ndarray) -> list:
 
 
 def _plain_column(values: pd.Series) -> list:
-    """A column's values as JSON holds them: whole numbers as int, others as float, missing as None, the rest text."""
+    """A column other than numbers (``_plain_numbers``) as JSON holds it: missing as None, the rest as text."""
     if pd.api.types.is_bool_dtype(values.dtype):
         return [None if pd.isna(v) else bool(v) for v in values.tolist()]
-    if pd.api.types.is_numeric_dtype(values.dtype):
-        return _plain_numbers(values.to_numpy(dtype=float, na_value=np.nan))
     if isinstance(values.dtype, pd.CategoricalDtype):
         # Each level made plain once; code -1 (missing) reads the appended None.
         levels = [_plain(level) for level in values.cat.categories.tolist()] + [None]
