@@ -15,6 +15,8 @@ once; the model, the scorer and the CRM engine are read-only after start.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Annotated
@@ -259,8 +261,6 @@ def _rows(service: Service, rows: list[dict[str, Value]]) -> pd.DataFrame:
 
 
 def _scored_lead(row: dict, id_column: str) -> ScoredLead:
-    import json
-
     reasons = json.loads(row["reasons"])
 
     def listed(items: list[dict]) -> list[Reason]:
@@ -288,8 +288,6 @@ SERVE_SETTINGS = ("LEADSCORE_SERVE_MODEL", "LEADSCORE_SERVE_TRACKING_URI", "LEAD
 def app_from_environment() -> FastAPI:
     """The app of one worker process (``uvicorn --factory``, as ``leadscore serve --workers N`` starts them):
     each loads the model and opens the CRM named by the ``LEADSCORE_SERVE_*`` variables itself."""
-    import os
-
     from leadscore.crm.database import connect
     from leadscore.pipelines.registry import resolve_model
 
