@@ -43,9 +43,9 @@ class Drivers:
         return pd.Series(np.abs(self.points[promising]).mean(axis=0), index=self.fields)
 
 
-def drivers(model, frame: pd.DataFrame) -> Drivers:
+def drivers(explainer: Explainer, frame: pd.DataFrame) -> Drivers:
     """Explain ``frame`` (a sample of held-out leads) field by field, and find each field's tally feature."""
-    explainer = Explainer(model)
+    model = explainer.model
     explanations = explainer.explain(frame, keep_contributions=True, keep_fields=True)
     points = explanations.points(explanations.field_log_odds)
     return Drivers(list(explainer.fields), points, explanations.probability,

@@ -26,6 +26,7 @@ from leadscore.crm.movement import ScoreMovement
 from leadscore.errors import LeadscoreError
 from leadscore.features.crm_features import foreign_features
 from leadscore.files import check_folder, write_text
+from leadscore.models.explain import Explainer
 from leadscore.models.model import LeadScoringModel
 from leadscore.pipelines import report_marketing as marketing
 from leadscore.pipelines.registry import load_model
@@ -134,15 +135,16 @@ def _sections(model_uri, uri, funnel, crm_note, history, worth, movement, curren
             worth = channel_worth(history, model, pd.Timestamp(history.as_of).to_pydatetime())
         judged = run.evaluated or model  # held-out leads are explained by the model that never saw them
         held = marketing.HeldOutLeads.of(run, judged)
+        explainer = Explainer(judged)  # compiled once for the drivers and the example leads
         sections = {
             "header": marketing.header(model_uri, model, run, held, currency),
             "funnel": marketing.funnel_section(funnel, marketing.funnel_image(funnel, scratch, currency), crm_note,
                                                currency),
             "worth": marketing.worth_section(worth, currency),
             "gains": marketing.gains_section(held),
-            "drivers": marketing.drivers_section(judged, run, held, scratch),
+            "drivers": marketing.drivers_section(explainer, run, held, scratch),
             "tiers": marketing.tier_section(judged, run),
-            "examples": marketing.example_section(judged, run, held),
+            "examples": marketing.example_section(explainer, run, held),
             "movement": marketing.movement_section(movement, model, scratch) if funnel is not None else "",
         }
         return ({name: html for name, html in sections.items() if html}, appendix(model_uri, judged, run, len(held)),

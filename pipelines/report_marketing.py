@@ -174,9 +174,9 @@ def gains_section(held: HeldOutLeads) -> str:
     )
 
 
-def drivers_section(model, run, held: HeldOutLeads, scratch: Path) -> str:
+def drivers_section(explainer: Explainer, run, held: HeldOutLeads, scratch: Path) -> str:
     sample = held.rows.sample(n=min(len(held), EXPLAINED_LEADS), random_state=0) if len(held) else held.rows
-    found = drivers(model, sample)
+    found = drivers(explainer, sample)
     typical = found.typical_points()
     ranked = run.importances.head(TOP_DRIVERS).assign(typical_points=lambda t: typical.reindex(t.index).fillna(0).to_numpy())
     has_champion = "champion_rank" in ranked.columns and ranked["champion_rank"].notna().any()
@@ -261,12 +261,13 @@ def _weeks(saved: pd.DataFrame) -> float | None:
     return float(tiers["leads"].sum() / per_week) if np.isfinite(per_week) and per_week > 0 else None
 
 
-def example_section(model, run, held: HeldOutLeads) -> str:
+def example_section(explainer: Explainer, run, held: HeldOutLeads) -> str:
+    model = explainer.model
     chosen, how = _three_examples(held)
     if not chosen:
         return ""
     examples = held.rows.iloc[chosen].reset_index(drop=True)
-    explanations = Explainer(model).explain(examples)
+    explanations = explainer.explain(examples)
     records = reason_records(explanations, examples, model.registry, model.features)
     labels = field_labels(model.registry, model.features)
     both_families = len({model.registry[f].family for f in model.features}) == 2
