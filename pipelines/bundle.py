@@ -27,6 +27,7 @@ from pathlib import Path
 # them all under leadscore/.
 PACKAGES = (
     "leadscore",
+    "leadscore.cli",
     "leadscore.crm",
     "leadscore.crm.simulator",
     "leadscore.features",

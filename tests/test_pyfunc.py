@@ -162,7 +162,7 @@ def test_loading_in_the_training_process_keeps_its_own_leadscore(trained, loaded
 def test_the_bundle_has_the_installed_layout_from_a_checkout(trained, tmp_path):
     assembled = bundle.code_folder(tmp_path)
     assert _tree(assembled) == _tree(_model_code(trained) / "leadscore")
-    assert {"__init__.py", "cli.py", "crm/simulator/card.py", "features/flat.py", "models/pyfunc_code.py",
+    assert {"__init__.py", "cli/__init__.py", "crm/simulator/card.py", "features/flat.py", "models/pyfunc_code.py",
             "models/rules_simulated_crm.yaml", "pipelines/bundle.py", "serve/__init__.py"} <= set(_tree(assembled))
     assert not list(assembled.rglob("__pycache__"))  # the checkout's bytecode stays behind
 

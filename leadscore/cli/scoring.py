@@ -1,0 +1,274 @@
+"""Commands that use a registered model: predict a file, score the CRM, report, serve, and the demo."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import pandas as pd
+import typer
+from rich.text import Text
+
+from leadscore.cli.common import (
+    CrmOption,
+    CurrencyOption,
+    MapStageOption,
+    MinReasonPointsOption,
+    ModelOption,
+    TrackingOption,
+    app,
+    console,
+    crm_engine,
+    errors,
+    parse_moment,
+    stage_map_from,
+    user_errors,
+)
+from leadscore.cli.crm_commands import print_funnel, print_rows
+from leadscore.cli.training import print_training
+from leadscore.progress import for_console
+from leadscore.settings import configured_crm_url
+
+
+@app.command()
+@user_errors
+def predict(
+    data: Annotated[
+        Path,
+        typer.Option(help="Flat file (CSV or Parquet) with the model's feature columns and lead id; a model trained "
+                          "without --id numbers the rows instead (row_number, 1 for the first row)."),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(help="Where to write the id, probability, tier and never-seen values of every row (.csv or .parquet)."),
+    ],
+    model: ModelOption = "models:/leadscore@champion",
+    tracking_uri: TrackingOption = None,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Add each row's fit and engagement scores (0-100), its top three reasons as sentences "
+            "(reason_1..reason_3) and all six reasons as JSON (reasons).",
+        ),
+    ] = False,
+    min_reason_points: MinReasonPointsOption = 0.5,
+) -> None:
+    """Write the calibrated probability of conversion of every row of a file, with its tier and reasons if asked."""
+    from leadscore.pipelines.predict import predict_file
+
+    with for_console(console) as progress:
+        scored = predict_file(model, data, out, tracking_uri, explain, progress, min_reason_points)
+    from leadscore.models.tiers import TIER_DISPLAY
+
+    counts = scored["tier"].value_counts()
+    tiers = ", ".join(f"{counts.get(code, 0):,} {TIER_DISPLAY[code]}" for code in ("sql", "mql", "none"))
+    console.print(
+        f"Scored {len(scored):,} rows with {model}: mean probability {scored['probability'].mean():.1%}; {tiers}; "
+        f"wrote {out}."
+    )
+    new = scored["unseen"].astype(bool)
+    if new.any():
+        examples = "; ".join(pd.Series(scored.loc[new, "unseen"].str.split("; ").explode()).value_counts().index[:5])
+        console.print(
+            f"Note: {int(new.sum()):,} rows hold values the model never saw at training (e.g. {examples}): they are "
+            "scored like rare values, and their reasons say so (column unseen).",
+            style="yellow",
+        )
+
+
+@app.command()
+@user_errors
+def score(
+    crm: CrmOption = None,
+    model: Annotated[
+        str, typer.Option(help="Model URI: models:/leadscore@champion, models:/leadscore/3.")
+    ] = "models:/leadscore@champion",
+    tracking_uri: TrackingOption = None,
+    as_of: Annotated[
+        Optional[str],
+        typer.Option(help="Score the leads open at this time (UTC), seeing only activities before it. Default: now."),
+    ] = None,
+    allow_drift: Annotated[
+        bool, typer.Option("--allow-drift", help="Write the scores even when drift is above the holding level.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Score and report what would be written, writing nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object (for a cron log).")] = False,
+    history_points: Annotated[
+        float,
+        typer.Option(help="Add a history row when the probability moved by at least this many points (or the tier "
+                          "or the model changed).", min=0),
+    ] = 1.0,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="When another scoring job holds the CRM, wait for it instead of exiting 4.")
+    ] = False,
+    map_stage: MapStageOption = None,
+    workers: Annotated[
+        int, typer.Option(help="Processes explaining leads at once; 0: one per core this job may use.", min=0)
+    ] = 0,
+    min_reason_points: MinReasonPointsOption = 0.5,
+) -> None:
+    """Score every open lead of the CRM and write probability, tier and reasons back: the nightly job.
+
+    Exit status: 0 done, 2 a problem to fix (named in the message), 3 held by drift (nothing written),
+    4 another scoring job holds the CRM.
+    """
+    import json
+
+    from leadscore.crm.scores import JobLocked
+    from leadscore.serve.nightly import (
+        EXIT_HELD,
+        EXIT_LOCKED,
+        ScoringOptions,
+        score_crm,
+    )
+
+    options = ScoringOptions(
+        model_uri=model, tracking_uri=tracking_uri, as_of=parse_moment(as_of, "--as-of"), allow_drift=allow_drift,
+        dry_run=dry_run, history_points=history_points, wait=wait, stage_map=stage_map_from(map_stage), workers=workers,
+        min_reason_points=min_reason_points,
+    )
+    try:
+        with crm_engine(crm, writable=not dry_run) as engine, for_console(errors if as_json else console) as progress:
+            result = score_crm(engine, options, progress)
+    except JobLocked as locked:
+        errors.print(Text.assemble(("Locked:", "bold yellow"), " ", str(locked)), soft_wrap=True)
+        raise typer.Exit(EXIT_LOCKED) from None
+    if as_json:
+        print(json.dumps(result.as_dict(), default=str))
+    else:
+        print_scoring(result)
+    if result.status == "held":
+        raise typer.Exit(EXIT_HELD)
+
+
+def print_scoring(result) -> None:
+    from leadscore.models.tiers import TIER_DISPLAY
+
+    verb = {"complete": "Scored", "held": "Held", "dry run": "Dry run: would have scored"}.get(result.status, "Scored")
+    console.print(
+        f"{verb} {result.scored:,} of {result.open_leads:,} open leads as of {result.as_of} with {result.model} "
+        f"in {result.seconds:.1f} s: {result.written:,} written, {result.unchanged:,} unchanged, "
+        f"{result.rejected:,} rejected, {result.history_rows:,} history rows (run {result.run_id})."
+    )
+    if result.tiers:
+        console.print("Tiers: " + ", ".join(f"{result.tiers.get(code, 0):,} {TIER_DISPLAY[code]}" for code in ("sql", "mql", "none")))
+    for reason, count in list(result.rejects.items())[:10]:
+        console.print(f"Rejected {count:,} leads: {reason}.", style="yellow")
+    if result.unseen:
+        listing = ", ".join(f"{value} ({count:,})" for value, count in sorted(result.unseen.items(), key=lambda i: -i[1])[:8])
+        console.print(f"Values the model never saw at training, scored like rare ones: {listing}.", style="yellow")
+    for run in result.failed_runs:
+        console.print(f"Marked run {run} failed: its process ended before it finished.", style="yellow")
+    for note in result.notes:
+        console.print(f"Note: {note}", style="yellow")
+    if result.status == "held":
+        console.print("Held by drift: nothing was written to lead_scores, the last good scores stay. Check the data, "
+                      "retrain, or rerun with --allow-drift to write anyway.", style="bold red")
+
+
+@app.command()
+@user_errors
+def report(
+    out: Annotated[Path, typer.Option(help="Where to write the HTML page, e.g. report.html.")],
+    model: ModelOption = "models:/leadscore@champion",
+    crm: Annotated[
+        Optional[str],
+        typer.Option(help="CRM whose funnel and costs the report shows (an SQLAlchemy URL or SQLite file). "
+                     "Default: $LEADSCORE_CRM, when set."),
+    ] = None,
+    tracking_uri: TrackingOption = None,
+    map_stage: MapStageOption = None,
+    currency: CurrencyOption = None,
+) -> None:
+    """Write one self-contained HTML page: for marketing the funnel, what each channel's new leads are worth, how
+    well the score finds converters, its drivers, tiers, three example leads and the scores' movement; then an
+    appendix for data scientists."""
+    from leadscore.crm.funnel import funnel_by_channel
+    from leadscore.crm.scores import read_score_movement
+    from leadscore.crm.sql import load_history
+    from leadscore.pipelines.report import write_report
+
+    funnel, note, history, movement = None, "", None, None
+    source = crm or configured_crm_url()
+    if source:
+        with crm_engine(source) as engine:
+            history = load_history(engine, stage_map=stage_map_from(map_stage))
+            with engine.connect() as connection:
+                movement = read_score_movement(connection)
+        funnel = funnel_by_channel(history)
+    else:
+        note = "No CRM was given (--crm or $LEADSCORE_CRM): funnel rates and costs come from the CRM."
+    write_report(model, out, tracking_uri, funnel, note, history, movement=movement, currency=currency)
+    console.print(f"Wrote the report of {model} to {out}.")
+
+
+@app.command()
+@user_errors
+def serve(
+    model: ModelOption = "models:/leadscore@champion",
+    crm: Annotated[
+        Optional[str],
+        typer.Option(help="CRM to read leads' history from when a request names them by id (an SQLAlchemy URL or "
+                          "SQLite file). Without it, requests send each lead's profile and activities.",
+                     show_default=False),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(help="Processes, each with the model loaded once.", min=1)] = 1,
+    tracking_uri: TrackingOption = None,
+) -> None:
+    """Serve POST /score (probability, tier, fit and engagement, reasons), GET /health, GET /model and the OpenAPI
+    schema (/docs), with the model loaded once."""
+
+    import uvicorn
+
+    from leadscore.crm.database import connect
+    from leadscore.pipelines.registry import resolve_model
+    from leadscore.serve.api import SERVE_SETTINGS, create_app
+
+    resolved = resolve_model(model, tracking_uri)  # a model that cannot load is refused here, not by each worker
+    engine = connect(crm) if crm else None
+    console.print(f"Serving {resolved.name} version {resolved.version} at http://{host}:{port} (API docs at /docs); "
+                  "Ctrl+C stops.")
+    if workers == 1:
+        uvicorn.run(create_app(resolved, engine), host=host, port=port, log_level="warning")
+        return
+    os.environ.update({name: value for name, value in zip(SERVE_SETTINGS, (resolved.uri, tracking_uri or "", crm or ""))})
+    uvicorn.run("leadscore.serve.api:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                log_level="warning")
+
+
+@app.command()
+@user_errors
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="Folder for the demo's files.")] = Path("leadscore-demo"),
+    leads: Annotated[int, typer.Option(help="Number of leads to simulate.", min=100)] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+) -> None:
+    """Simulate a CRM in DIR/crm.db, print its funnel, train and register a model in DIR/mlflow.db, write the report,
+    and score every open lead back into the CRM."""
+    from leadscore.pipelines.demo import run_demo
+
+    began = time.perf_counter()
+    with for_console(console) as progress:
+        result = run_demo(directory, leads=leads, seed=seed, progress=progress)
+    if result.replaced:
+        console.print(f"Replaced the previous demo in {directory}.", style="dim")
+    print_rows(result.summary.rows)
+    print_funnel(result.funnel)
+    print_training(result.training)
+    console.print(result.promotion.message, style="green")
+    print_scoring(result.scoring)
+    store = result.logged.tracking_uri
+    console.print(
+        f"Demo CRM: sqlite:///{result.crm_file}, scores in its tables lead_scores, lead_score_history and "
+        f"scoring_runs (rerun the job with `leadscore score --crm {result.crm_file} --tracking-uri {store} "
+        f"--as-of '{result.scoring.as_of}'`); MLflow store: {store} (browse it with `mlflow ui --backend-store-uri "
+        f"{store}`); plots and metrics.json in {result.logged.artifacts}; marketing report: {result.report}. "
+        f"Done in {time.perf_counter() - began:.0f} s."
+    )
