@@ -187,17 +187,17 @@ PAUSED_JOB = """
 import sys, time
 from pathlib import Path
 from leadscore.crm.database import connect
-from leadscore.serve import nightly
+from leadscore.serve import compute, nightly, score_writer
 from leadscore.serve.nightly import ScoringOptions, score_crm
 
-nightly.CHUNK_ROWS = 400
-original = nightly._ChunkWriter.write
+compute.CHUNK_ROWS = 400
+original = score_writer.ScoreWriter.write
 def write_then_pause(self, chunk, scored):
     original(self, chunk, scored)
     self.wait()
     Path(sys.argv[3]).touch()
     time.sleep(120)
-nightly._ChunkWriter.write = write_then_pause
+score_writer.ScoreWriter.write = write_then_pause
 score_crm(connect(sys.argv[1], writable=True), ScoringOptions(tracking_uri=sys.argv[2], as_of=nightly.datetime(2025, 12, 31)))
 """
 
@@ -300,9 +300,9 @@ def test_a_small_undrifted_batch_raises_no_false_alarm(crm_url, store):
 
 
 def test_worker_processes_write_exactly_what_one_process_writes(tmp_path, store, monkeypatch):
-    import leadscore.serve.nightly as nightly
+    import leadscore.serve.compute as compute
 
-    monkeypatch.setattr(nightly, "CHUNK_ROWS", 400)  # several chunks, so that two workers share them
+    monkeypatch.setattr(compute, "CHUNK_ROWS", 400)  # several chunks, so that two workers share them
     written = {}
     for workers in (1, 2):
         engine = connect(str(tmp_path / f"crm{workers}.db"), writable=True)
