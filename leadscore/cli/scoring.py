@@ -120,12 +120,8 @@ def score(
     import json
 
     from leadscore.crm.scores import JobLocked
-    from leadscore.serve.nightly import (
-        EXIT_HELD,
-        EXIT_LOCKED,
-        ScoringOptions,
-        score_crm,
-    )
+    from leadscore.serve.nightly import EXIT_HELD, EXIT_LOCKED, ScoringOptions, score_crm
+    from leadscore.serve.targets import scoring_target
 
     options = ScoringOptions(
         model_uri=model, tracking_uri=tracking_uri, as_of=parse_moment(as_of, "--as-of"), allow_drift=allow_drift,
@@ -133,8 +129,9 @@ def score(
         min_reason_points=min_reason_points,
     )
     try:
-        with crm_engine(crm, writable=not dry_run) as engine, for_console(errors if as_json else console) as progress:
-            result = score_crm(engine, options, progress)
+        with scoring_target(crm, writable=not dry_run) as target, \
+                for_console(errors if as_json else console) as progress:
+            result = score_crm(target.engine, options, progress, read_history=target.read_history, sink=target.sink)
     except JobLocked as locked:
         errors.print(Text.assemble(("Locked:", "bold yellow"), " ", str(locked)), soft_wrap=True)
         raise typer.Exit(EXIT_LOCKED) from None
