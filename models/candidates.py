@@ -20,7 +20,11 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from leadscore.models.booster_input import booster_matrix
+from leadscore.models.linear_form import linear_form
+
 MAX_TREES = 3_000
+SINGLE_THREAD_ROWS = 1_000
 EARLY_STOPPING_ROUNDS = 100
 LOGISTIC_STRENGTHS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 NEWTON_MAX_COLUMNS = 400  # above this many encoded columns, lbfgs: Newton-Cholesky costs the cube of the columns
@@ -71,7 +75,10 @@ class LightGBMCandidate:
 
     @staticmethod
     def margin(fitted: lgb.Booster, X: pd.DataFrame) -> np.ndarray:
-        return fitted.predict(X, raw_score=True)
+        # A few rows (one request's leads) score faster on one thread than after waking them all; 0 is
+        # LightGBM's default, every core, set again on each call because the setting outlives it.
+        threads = 1 if len(X) <= SINGLE_THREAD_ROWS else 0
+        return fitted.predict(booster_matrix(X, fitted.pandas_categorical or []), raw_score=True, num_threads=threads)
 
     def describe(self) -> dict:
         return {"trees": self.trees, **{k: v for k, v in self.params.items() if k not in ("verbose",)}}
@@ -204,7 +211,7 @@ class LogisticCandidate:
 
     @staticmethod
     def margin(fitted: Pipeline, X: pd.DataFrame) -> np.ndarray:
-        return fitted.decision_function(X)
+        return linear_form(fitted).margin(X)  # fitted.decision_function(X), bit for bit, without its fixed cost
 
     @staticmethod
     def probability(fitted: Pipeline, X: pd.DataFrame) -> np.ndarray:

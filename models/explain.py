@@ -39,6 +39,7 @@ import pandas as pd
 from leadscore.errors import LeadscoreError
 from leadscore.features.registry import FeatureRegistry
 from leadscore.models.candidates import LightGBMCandidate, LogisticCandidate
+from leadscore.models.linear_form import linear_form
 from leadscore.models.treeshap import TreeShap
 from leadscore.progress import Progress
 
@@ -154,7 +155,7 @@ class _LinearMember:
     """Coefficient x (column - training mean), each transformed column credited to the feature it came from."""
 
     def __init__(self, pipeline, features: list[str]) -> None:
-        self.transform = pipeline[:-1]
+        self.form = linear_form(pipeline)
         model = pipeline[-1]
         columns = pipeline.named_steps["columns"]
         sources, means = [], []
@@ -176,9 +177,7 @@ class _LinearMember:
         self.folding = folding(self.sources, len(features))
 
     def contributions(self, encoded: pd.DataFrame, out: np.ndarray) -> float:
-        if not len(encoded):
-            return self.base  # scikit-learn's scaler refuses an empty batch
-        columns = np.asarray(self.transform.transform(encoded), dtype=float)
+        columns = self.form.columns(encoded)
         out += ((columns - self.means) * self.coefficients) @ self.folding
         return self.base
 

@@ -20,14 +20,16 @@ instead, with the same exact formula.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+import types
+from dataclasses import dataclass
 
 import lightgbm as lgb
 import numba
 import numpy as np
 import pandas as pd
+
+from leadscore.models.booster_input import booster_matrix
 
 MAX_TABLE_FEATURES = 14
 ROWS_PER_BLOCK = 512  # rows one thread explains between allocations
@@ -98,28 +100,7 @@ class TreeShap:
         self.expected_value = self._trees.expected_value
 
     def matrix(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """Rows as LightGBM reads them: columns in order, numbers as floats, categories as codes, missing as NaN.
-
-        Columns are taken by position, as LightGBM takes them (it renames
-        columns whose names hold spaces or special characters).
-        """
-        if isinstance(X, np.ndarray):
-            return np.ascontiguousarray(X, dtype=np.float64)
-        columns = []
-        levels = iter(self._levels)
-        for name in X.columns:
-            values = X[name]
-            if isinstance(values.dtype, pd.CategoricalDtype):
-                # Codes must count the levels the booster was trained with, as LightGBM's own pandas input does.
-                trained = next(levels, None)
-                if trained is not None and list(values.cat.categories) != list(trained):
-                    values = values.cat.set_categories(trained)
-                codes = values.cat.codes.to_numpy().astype(np.float64)
-                codes[codes < 0] = np.nan
-                columns.append(codes)
-            else:
-                columns.append(values.to_numpy(dtype=np.float64, na_value=np.nan))
-        return np.ascontiguousarray(np.column_stack(columns)) if columns else np.zeros((len(X), 0))
+        return booster_matrix(X, self._levels)
 
     def contributions(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """SHAP values in log-odds, one column per feature plus the expected value last."""
@@ -128,7 +109,10 @@ class TreeShap:
             raise ValueError(f"expected {len(self.feature_names)} features, got {values.shape[1]}")
         out = np.zeros((len(values), len(self.feature_names) + 1))
         trees = self._trees
-        _explain(
+        # One block of rows (a request's few leads) gains nothing from threads and pays their start and, on a
+        # busy machine, the wait for every one of them: the serial twin answers in a fraction of the time.
+        explain = _explain if len(values) > ROWS_PER_BLOCK else _explain_serial
+        explain(
             values, out, trees.split_start, trees.feature, trees.threshold, trees.split_kind, trees.missing_type,
             trees.default_left, trees.category_start, trees.category_count, trees.category_left, trees.split_parent,
             trees.split_is_left, trees.split_bit, trees.leaf_start, trees.leaf_parent, trees.leaf_is_left,
@@ -409,3 +393,15 @@ def _explain(
                         _leaf_contributions(path_zero[start:start + depth], ones[:depth], leaf_value[leaf], scratch[:depth])
                         for j in range(depth):
                             phi[path_feature[start + j]] += scratch[j]
+
+
+def _serial_twin(parallel, name: str):
+    """``parallel``'s code compiled without threads (``numba.prange`` then runs as ``range``), under its own name:
+    numba names its cache files after the function, and the twin must not read the parallel one's."""
+    source = parallel.py_func
+    twin = types.FunctionType(source.__code__, source.__globals__, name, source.__defaults__, source.__closure__)
+    twin.__qualname__ = name
+    return numba.njit(cache=True)(twin)
+
+
+_explain_serial = _serial_twin(_explain, "_explain_serial")

@@ -247,3 +247,27 @@ def test_shap_plots_leave_no_pyplot_figure_behind(tmp_path):
     dependence_plots(points, values, ["Visits", "Region"], [0], tmp_path / "dependence.png")
     assert plt.get_fignums() == []
     assert (tmp_path / "beeswarm.png").stat().st_size > 1_000 and (tmp_path / "dependence.png").stat().st_size > 1_000
+
+
+@pytest.mark.parametrize("log_skewed", [True, False])
+def test_the_logistic_candidates_array_form_equals_its_scikit_learn_pipeline_to_the_bit(log_skewed):
+    from leadscore.models.candidates import LogisticCandidate
+    from leadscore.models.linear_form import LinearForm
+
+    rng = np.random.default_rng(5)
+    n = 3_000
+    frame = pd.DataFrame({
+        "visits": np.where(rng.random(n) < 0.2, np.nan, rng.poisson(2.0, n) * rng.exponential(3.0, n)),
+        "age_days": rng.uniform(0, 400, n),
+        "industry": pd.Categorical(np.where(rng.random(n) < 0.1, None, rng.choice(["saas", "retail", "bank"], n))),
+    })
+    y = (rng.random(n) < 0.2 + 0.05 * np.nan_to_num(frame["visits"].to_numpy()).clip(0, 8)).astype(int)
+    candidate = LogisticCandidate(("visits", "age_days"), ("industry",), strength=1.0, log_skewed=log_skewed)
+    fitted = candidate.fit(frame, y)
+    form = LinearForm(fitted)
+    for rows in (frame, frame.iloc[[0]]):
+        assert np.array_equal(form.columns(rows), fitted[:-1].transform(rows))
+        assert np.array_equal(form.margin(rows), fitted.decision_function(rows))
+    # scikit-learn refuses an empty batch; the form gives its columns: two numbers, one missing flag, 3 levels + missing
+    assert form.columns(frame.iloc[:0]).shape == (0, 7) and form.margin(frame.iloc[:0]).shape == (0,)
+    assert np.array_equal(candidate.margin(fitted, frame), fitted.decision_function(frame))

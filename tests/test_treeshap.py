@@ -123,3 +123,23 @@ def test_multiclass_models_are_refused(leads):
     booster = lgb.train({"objective": "multiclass", "num_class": 3, "verbose": -1}, lgb.Dataset(frame, y + (y > 0)), 2)
     with pytest.raises(ValueError, match="single-output"):
         TreeShap(booster)
+
+
+def test_a_few_rows_explained_without_threads_equal_the_same_rows_explained_in_parallel(leads):
+    frame, y = leads
+    explainer = TreeShap(train(frame, y))
+    together = explainer.contributions(frame)  # many blocks: the parallel kernel
+    assert len(frame) > treeshap.ROWS_PER_BLOCK
+    for row in (0, 17, len(frame) - 1):
+        alone = explainer.contributions(frame.iloc[[row]])  # one block: the serial twin
+        assert np.array_equal(alone[0], together[row])
+
+
+def test_the_models_margin_reads_rows_as_lightgbm_reads_a_frame(leads):
+    from leadscore.models.candidates import SINGLE_THREAD_ROWS, LightGBMCandidate
+
+    frame, y = leads
+    booster = train(frame, y)
+    shuffled = frame.assign(industry=frame["industry"].cat.reorder_categories(frame["industry"].cat.categories[::-1]))
+    for rows in (shuffled, shuffled.iloc[:SINGLE_THREAD_ROWS], shuffled.iloc[[3]]):
+        assert np.array_equal(LightGBMCandidate.margin(booster, rows), booster.predict(rows, raw_score=True))
