@@ -26,7 +26,7 @@ import pandas as pd
 from fastapi import FastAPI, HTTPException
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from leadscore.crm.conform import conform
+from leadscore.crm.conform import PLAUSIBLE_FROM, PLAUSIBLE_UNTIL, conform
 from leadscore.crm.history import PROFILE_COLUMNS, CrmHistory
 from leadscore.crm.vocabulary import ACTIVITY_TYPES, TIERS
 from leadscore.errors import LeadscoreError
@@ -40,7 +40,8 @@ MOST_LEADS = 1_000  # per request: a webhook sends one, a form batch a few hundr
 MOST_ACTIVITIES = 10_000  # per lead
 LEAD_ID = Field(ge=0, le=2**63 - 1, description="The lead's id in the CRM, a whole number.")
 Value = str | float | int | bool | None
-EARLIEST, LATEST = datetime(1970, 1, 1), datetime(2200, 1, 1)  # the CRM's own range of times
+# The range of times the CRM's reading rules accept, so that a time the API takes is one conform takes.
+EARLIEST, LATEST = (pd.Timestamp(bound).to_pydatetime() for bound in (PLAUSIBLE_FROM, PLAUSIBLE_UNTIL))
 
 
 def _utc_in_range(moment: datetime) -> datetime:
