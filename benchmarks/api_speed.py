@@ -48,23 +48,12 @@ def payloads(count: int) -> list[dict]:
     """``count`` requests of one open lead each, profile and activities as a webhook has them."""
     from leadscore.crm.simulator import SimulationConfig, simulate
     from leadscore.features import open_leads_at
+    from leadscore.serve.api import request_leads
 
     history = simulate(SimulationConfig(leads=5_000, seed=12)).history().before(AS_OF)
     ids = open_leads_at(history, AS_OF)["lead_id"].to_numpy()
-    leads = history.leads.set_index("id")
-    activities = history.activities.groupby("lead_id")
-    bodies = []
-    for lead_id in np.resize(ids, count):
-        lead = leads.loc[lead_id]
-        own = activities.get_group(lead_id) if lead_id in activities.groups else history.activities.iloc[:0]
-        bodies.append({"as_of": AS_OF.isoformat(), "leads": [{
-            "id": int(lead_id), "created_at": lead["created_at"].isoformat(), "channel": str(lead["channel"]),
-            **{name: (None if lead[name] is None or lead[name] != lead[name] else str(lead[name]))
-               for name in ("company", "industry", "company_size", "country", "job_title", "seniority", "department",
-                            "email_domain")},
-            "activities": [{"type": str(t), "occurred_at": at.isoformat()} for t, at in zip(own["type"], own["occurred_at"])],
-        }]})
-    return bodies
+    return [{"as_of": AS_OF.isoformat(), "leads": request_leads(history, [lead_id])}
+            for lead_id in np.resize(ids, count)]
 
 
 def measure(url: str, bodies: list[dict], clients: int) -> dict:

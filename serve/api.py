@@ -239,6 +239,24 @@ def _history(leads: list[Lead], as_of: datetime) -> CrmHistory:
                       stages, costs, pd.Timestamp(as_of))
 
 
+def request_leads(history: CrmHistory, lead_ids) -> list[dict]:
+    """``lead_ids`` of ``history`` as ``POST /score`` takes them (``leads``): profile and activities, times as ISO
+    text, which is what a CRM webhook or a form handler sends. For clients written in Python, tests and benchmarks."""
+    profile = [name for name in Lead.model_fields if name not in ("id", "created_at", "channel", "activities")]
+    leads = history.leads.set_index("id").loc[list(lead_ids)]
+    activities = history.activities[history.activities["lead_id"].isin(list(lead_ids))].groupby("lead_id")
+    bodies = []
+    for lead_id, lead in leads.iterrows():
+        own = activities.get_group(lead_id) if lead_id in activities.groups else history.activities.iloc[:0]
+        bodies.append({
+            "id": int(lead_id), "created_at": lead["created_at"].isoformat(), "channel": str(lead["channel"]),
+            **{name: None if pd.isna(lead[name]) else str(lead[name]) for name in profile},
+            "activities": [{"type": str(kind), "occurred_at": at.isoformat()}
+                           for kind, at in zip(own["type"], own["occurred_at"])],
+        })
+    return bodies
+
+
 def _crm_history(service: Service, lead_ids: list[int], as_of: datetime) -> CrmHistory:
     from leadscore.crm.sql import load_history
 

@@ -7,7 +7,6 @@ import asyncio
 import json
 from datetime import datetime
 
-import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
@@ -20,7 +19,7 @@ from leadscore.features.build import build_features
 from leadscore.models.scoring import Scorer
 from leadscore.pipelines.registry import resolve_model
 from leadscore.pipelines.simulate import simulate_into_crm
-from leadscore.serve.api import create_app
+from leadscore.serve.api import create_app, request_leads
 
 AS_OF = datetime(2025, 11, 20, 9, 30)
 LEADS = 40  # open leads sent in one request
@@ -46,23 +45,6 @@ def served(tmp_path_factory):
     yield {"resolved": resolved, "engine": engine, "history": history,
            "client": TestClient(create_app(resolved, engine)), "bare": TestClient(create_app(resolved))}
     engine.dispose()
-
-
-def _payload(history, lead_ids) -> list[dict]:
-    """The leads as a webhook sends them: profile fields and activities, times as ISO text."""
-    leads = history.leads.set_index("id").loc[lead_ids]
-    activities = history.activities[history.activities["lead_id"].isin(lead_ids)]
-    payload = []
-    for lead_id, lead in leads.iterrows():
-        own = activities[activities["lead_id"] == lead_id]
-        payload.append({
-            "id": int(lead_id), "created_at": lead["created_at"].isoformat(), "channel": str(lead["channel"]),
-            **{name: (None if pd.isna(lead[name]) else str(lead[name]))
-               for name in ("campaign", "company", "industry", "company_size", "country", "job_title", "seniority",
-                            "department", "email_domain")},
-            "activities": [{"type": str(t), "occurred_at": at.isoformat()} for t, at in zip(own["type"], own["occurred_at"])],
-        })
-    return payload
 
 
 def _expected(served, lead_ids) -> pd.DataFrame:
@@ -97,7 +79,7 @@ def _check_same(response: dict, expected: pd.DataFrame) -> None:
 
 def test_leads_sent_by_profile_and_activities_score_as_the_nightly_job_scores_them(served):
     ids = _open_ids(served)
-    payload = _payload(served["history"], ids)
+    payload = request_leads(served["history"], ids)
     # An activity after the moment scored is not known then, and must change nothing.
     payload[0]["activities"].append({"type": "demo_request", "occurred_at": "2025-11-21T08:00:00"})
     response = served["bare"].post("/score", json={"leads": payload, "as_of": AS_OF.isoformat()})
@@ -120,7 +102,7 @@ def test_concurrent_requests_get_what_each_gets_alone(served):
     import httpx
 
     ids = _open_ids(served, 12)
-    bodies = [{"leads": _payload(served["history"], [lead]), "as_of": AS_OF.isoformat()} for lead in ids]
+    bodies = [{"leads": request_leads(served["history"], [lead]), "as_of": AS_OF.isoformat()} for lead in ids]
     alone = [served["bare"].post("/score", json=body).json() for body in bodies]
 
     async def together():
