@@ -23,11 +23,13 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from leadscore.arrays import as_category, category_type
 from leadscore.crm.vocabulary import STAGES
 from leadscore.errors import LeadscoreError
 
 UNKNOWN_CHANNEL = "(unknown)"
 STAGE_CODES = tuple(stage.code for stage in STAGES)
+STAGE_TYPE = category_type(STAGE_CODES)
 # Earlier or later than this is a unit or format mistake (Julian days, milliseconds), not CRM history.
 PLAUSIBLE_FROM = np.datetime64("1970-01-02", "s")
 PLAUSIBLE_UNTIL = np.datetime64("2200-01-01", "s")
@@ -144,7 +146,7 @@ def conform(
     if "lifecycle_stage" in leads.columns:
         # Never a feature, but shown: mapped by the same rule, unknown values kept as they are.
         lifecycle = leads["lifecycle_stage"].astype(object)
-        leads["lifecycle_stage"] = lifecycle.map(lambda value: (stage_map or {}).get(value, value)).astype("category")
+        leads["lifecycle_stage"] = as_category(lifecycle.map(lambda value: (stage_map or {}).get(value, value)))
     return leads, activities, stage_changes, notes
 
 
@@ -160,14 +162,14 @@ def mapped_stages(stages: pd.Series, stage_map: Mapping[str, str], column: str) 
             f"{', '.join(STAGE_CODES)} with {STAGE_MAP_HINT} (repeatable, e.g. --map-stage won=customer "
             "--map-stage lost=disqualified), or fix those rows in the CRM."
         )
-    return values.astype(pd.CategoricalDtype(STAGE_CODES))
+    return values.astype(STAGE_TYPE)
 
 
 def known_channels(channels: pd.Series) -> pd.Series:
     """The channels as categories, a missing or blank one as ``UNKNOWN_CHANNEL``."""
     text = channels.astype(object)
     blank = text.isna() | text.map(lambda value: isinstance(value, str) and not value.strip())
-    return text.where(~blank, UNKNOWN_CHANNEL).astype("category")
+    return pd.Series(as_category(text.where(~blank, UNKNOWN_CHANNEL)), index=channels.index, name=channels.name)
 
 
 def _whole_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:

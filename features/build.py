@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from leadscore.arrays import as_category
 from leadscore.crm.history import CrmHistory
 from leadscore.errors import LeadscoreError
 from leadscore.features.crm_features import CRM_FEATURES
@@ -25,7 +26,8 @@ def _indexed_leads(leads: pd.DataFrame) -> pd.DataFrame:
             f"leads.id holds {len(duplicated):,} duplicated ids (e.g. {duplicated.iloc[0]}): each lead must appear once."
         )
     text = [c for c in leads.columns if c not in ("id", "created_at") and not isinstance(leads[c].dtype, pd.CategoricalDtype)]
-    return leads.astype({column: "category" for column in text}).reset_index(drop=True)
+    leads = leads.reset_index(drop=True)
+    return leads.assign(**{column: as_category(leads[column]) for column in text}) if text else leads
 
 
 def _positions(lead_ids: pd.Index, pairs: pd.DataFrame) -> np.ndarray:

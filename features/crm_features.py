@@ -13,6 +13,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
+from leadscore.arrays import category_type
 from leadscore.crm.vocabulary import (
     ACTIVITY_BY_CODE,
     ACTIVITY_TYPES,
@@ -318,11 +319,12 @@ def _category(values: pd.Series, leading: tuple[str, ...] | list[str] = ()) -> p
     others = sorted(set(map(str, values.cat.categories)) - set(leading))
     categories = [*leading, *others]
     # Recoded through the levels, not value by value: a lead scored alone would pay pandas' overhead per value.
-    recode = pd.Index(categories).get_indexer(values.cat.categories)
+    dtype = category_type(categories)
+    recode = dtype.categories.get_indexer(values.cat.categories)
     codes = values.cat.codes.to_numpy()
     recoded = np.full(len(codes), -1, dtype=np.int64)
     recoded[codes >= 0] = recode[codes[codes >= 0]]  # a column with no value at all has no level to index
-    return pd.Categorical.from_codes(recoded, categories=categories)
+    return pd.Categorical.from_codes(recoded, dtype=dtype)
 
 
 def foreign_features(features) -> list[str]:

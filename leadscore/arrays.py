@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 
 def order_by_lead_and_time(lead: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -29,3 +30,17 @@ def segment_starts(sorted_groups: np.ndarray) -> np.ndarray:
         return np.arange(0)
     new_group = np.r_[True, sorted_groups[1:] != sorted_groups[:-1]]
     return np.maximum.accumulate(np.where(new_group, np.arange(len(sorted_groups)), 0))
+
+
+def category_type(levels) -> pd.CategoricalDtype:
+    """A category type of ``levels`` as they are, in their order, typed as pandas types them (text as ``str``),
+    so that a table keeps its types through Parquet. Built from an index, it skips the checks that make
+    ``from_codes(categories=list)`` and ``astype("category")`` cost 0.1 ms a column whatever the rows: a
+    millisecond or two for a lead scored alone."""
+    return pd.CategoricalDtype(pd.Index(levels))
+
+
+def as_category(values) -> pd.Categorical:
+    """``values`` as categories, sorted, missing as missing: ``astype("category")`` without its fixed cost."""
+    codes, levels = pd.factorize(np.asarray(values, dtype=object), sort=True)
+    return pd.Categorical.from_codes(codes, dtype=category_type(levels))

@@ -9,6 +9,7 @@ raw margin (log-odds): calibration turns it into a probability later.
 from __future__ import annotations
 
 import warnings
+import weakref
 from dataclasses import dataclass, field, replace
 
 import lightgbm as lgb
@@ -20,7 +21,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from leadscore.models.booster_input import booster_matrix
+from leadscore.models.booster_input import booster_matrix, trained_levels
 from leadscore.models.linear_form import linear_form
 
 MAX_TREES = 3_000
@@ -52,6 +53,17 @@ def lightgbm_params(rows: int, seed: int) -> dict:
     }
 
 
+_booster_levels: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _levels(booster: lgb.Booster) -> list[pd.Index]:
+    """The booster's trained levels as indexes, built once per booster."""
+    levels = _booster_levels.get(booster)
+    if levels is None:
+        levels = _booster_levels[booster] = trained_levels(booster.pandas_categorical)
+    return levels
+
+
 @dataclass(frozen=True)
 class LightGBMCandidate:
     """LightGBM on the encoder's frame: native categories, missing values kept as such."""
@@ -78,7 +90,7 @@ class LightGBMCandidate:
         # A few rows (one request's leads) score faster on one thread than after waking them all; 0 is
         # LightGBM's default, every core, set again on each call because the setting outlives it.
         threads = 1 if len(X) <= SINGLE_THREAD_ROWS else 0
-        return fitted.predict(booster_matrix(X, fitted.pandas_categorical or []), raw_score=True, num_threads=threads)
+        return fitted.predict(booster_matrix(X, _levels(fitted)), raw_score=True, num_threads=threads)
 
     def describe(self) -> dict:
         return {"trees": self.trees, **{k: v for k, v in self.params.items() if k not in ("verbose",)}}

@@ -57,8 +57,33 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
         self._check_columns(X)
         columns = self._numbers(X)
         for column in self.categorical:
-            columns[column] = self._category(X[column], self.levels_[column])
+            kept, dtype, _ = self._lookups()[column]
+            columns[column] = self._category(X[column], kept, dtype)
         return pd.DataFrame(columns, index=X.index)
+
+    def seen_levels(self, column: str) -> pd.Index | None:
+        """The levels of ``column`` seen at fit (``seen_``), ready for lookups; None for a numeric column or an
+        encoder fitted before it kept them."""
+        lookup = self._lookups().get(column)
+        return lookup[2] if lookup else None
+
+    def _lookups(self) -> dict[str, tuple[pd.Index, pd.CategoricalDtype, pd.Index | None]]:
+        """Per text column: its kept levels, its category type and its seen levels, built once from what fit
+        learned. Building an index of text from a list is most of the cost of encoding a lead scored alone."""
+        lookups = self.__dict__.get("_lookups_")
+        if lookups is None:
+            seen = getattr(self, "seen_", None) or {}
+            lookups = self.__dict__["_lookups_"] = {
+                column: (pd.Index(levels[:-1]), pd.CategoricalDtype(levels),
+                         pd.Index(seen[column]) if column in seen else None)
+                for column, levels in self.levels_.items()
+            }
+        return lookups
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("_lookups_", None)  # derived from levels_ and seen_: rebuilt on first use, never stored
+        return state
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         return np.array([*self.numeric, *self.categorical], dtype=object)
@@ -81,15 +106,15 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
         return {column: self._numeric(X[column], column) for column in numeric}
 
     @staticmethod
-    def _category(values: pd.Series, levels: list[str]) -> pd.Categorical:
+    def _category(values: pd.Series, kept: pd.Index, dtype: pd.CategoricalDtype) -> pd.Categorical:
         """The levels kept at fit as they are, missing as missing, anything else (never seen, or rare) as RARE."""
         missing = values.isna().to_numpy()
         text = values.to_numpy(dtype=object, copy=True)
         text[~missing] = [str(value) for value in text[~missing]]  # a number in a text column reads as its text
-        codes = pd.Index(levels[:-1]).get_indexer(text)
-        codes[(codes < 0) & ~missing] = len(levels) - 1
+        codes = kept.get_indexer(text)
+        codes[(codes < 0) & ~missing] = len(kept)  # RARE, the last level
         codes[missing] = -1
-        return pd.Categorical.from_codes(codes, categories=levels)
+        return pd.Categorical.from_codes(codes, dtype=dtype)
 
     @staticmethod
     def _numeric(values: pd.Series, column: str) -> np.ndarray:

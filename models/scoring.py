@@ -107,17 +107,16 @@ def unseen_mask(model: LeadScoringModel, frame: pd.DataFrame) -> np.ndarray:
     knows it. Models fitted before the encoder kept its seen levels report none.
     """
     mask = np.zeros((len(frame), len(model.features)), dtype=bool)
-    seen = getattr(model.encoder, "seen_", None)
-    if not seen:
+    if not getattr(model.encoder, "seen_", None):
         return mask
     for position, feature in enumerate(model.features):
-        levels = seen.get(feature)
+        levels = model.encoder.seen_levels(feature)
         if levels is None:
             continue
         values = frame[feature]
         present = np.flatnonzero(values.notna().to_numpy())
         text = [str(value) for value in values.to_numpy(dtype=object)[present]]
-        known = pd.Index(levels).get_indexer(text) >= 0
+        known = levels.get_indexer(text) >= 0
         mask[present[~known], position] = True
     return mask
 

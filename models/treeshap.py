@@ -29,7 +29,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-from leadscore.models.booster_input import booster_matrix
+from leadscore.models.booster_input import booster_matrix, trained_levels
 
 MAX_TABLE_FEATURES = 14
 ROWS_PER_BLOCK = 512  # rows one thread explains between allocations
@@ -95,7 +95,7 @@ class TreeShap:
         if dump.get("num_tree_per_iteration", 1) != 1:
             raise ValueError("TreeShap explains single-output models (binary or regression), not multiclass ones.")
         self.feature_names = list(dump["feature_names"])
-        self._levels = dump.get("pandas_categorical") or []
+        self._levels = trained_levels(dump.get("pandas_categorical"))
         self._trees = _flatten([tree["tree_structure"] for tree in dump["tree_info"]])
         self.expected_value = self._trees.expected_value
 
