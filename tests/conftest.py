@@ -4,12 +4,15 @@ PostgreSQL tests run against the server named by ``LEADSCORE_TEST_POSTGRES``
 (default: the project machine's 127.0.0.1:5432, database ``test``), each in a
 fresh schema dropped afterwards. When the server is missing they skip, except
 under ``CI=true`` where they fail. Browser tests share one headless Chromium and
-follow the same rule when Chromium or chromedriver is missing.
+follow the same rule when Chromium or chromedriver is missing; Spark tests share one
+local Spark session and follow it when Java or pyspark is missing.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 import uuid
 from pathlib import Path
 
@@ -92,3 +95,34 @@ def chromium():
         pytest.skip(message)
     with browser.launch() as session:
         yield session
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """A local Spark session on two cores, shared by the session: no UI, 1 GB, errors only in the log."""
+    java = Path(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") else shutil.which("java")
+    missing = []
+    if java is None or not Path(java).is_file():
+        missing.append("Java 17 or newer (`apt-get install openjdk-17-jre-headless`)")
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        missing.append('pyspark (`pip install -e ".[dev]"`)')
+    if missing:
+        message = f"{' and '.join(missing)} not found"
+        if _in_ci():
+            pytest.fail(message + " (CI=true: Spark tests must run)")
+        pytest.skip(message)
+    # Spark starts its Python workers with $PYSPARK_PYTHON, else the first python3 on PATH, which need not be
+    # this environment's; the variable is read once, when the session starts.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYSPARK_PYTHON", sys.executable)
+        session = (SparkSession.builder.master("local[2]").appName("leadscore-tests")
+                   .config("spark.ui.enabled", "false")
+                   .config("spark.driver.memory", "1g")
+                   .config("spark.sql.shuffle.partitions", "2")
+                   .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+                   .getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
