@@ -308,9 +308,13 @@ def _copy_out_postgresql(connection: sa.Connection, statement: sa.Select, names:
     if buffer.tell() == 0:
         return pd.DataFrame({name: pd.Series(dtype=object) for name in names})
     buffer.seek(0)
+    # Text columns stay text: inferred from the CSV, a column of ids or versions made of digits became numbers
+    # ("7.0" once a NULL made it float).
+    text = {column.name: pa.string() for column in statement.selected_columns if isinstance(column.type, sa.String)}
     table = pa_csv.read_csv(
         buffer,
-        convert_options=pa_csv.ConvertOptions(strings_can_be_null=True, quoted_strings_can_be_null=False),
+        convert_options=pa_csv.ConvertOptions(strings_can_be_null=True, quoted_strings_can_be_null=False,
+                                              column_types=text),
     )
     return table.to_pandas()
 

@@ -9,7 +9,9 @@ The records, one table each:
 * ``lead_scores`` and ``lead_score_history``: the model's write-back, one row
   per lead and one per material change;
 * ``scoring_runs`` and ``score_rejects``: each nightly scoring run, and the
-  leads it could not score with the reason.
+  leads it could not score with the reason;
+* ``crm_exports``: what ``leadscore export`` sent to Salesforce or HubSpot for
+  each lead, and what they accepted.
 
 All times are naive UTC at one-second resolution. On SQLite they are stored as
 ISO 8601 text (``2024-03-01T09:30:00``) so that string comparison in SQL is time
@@ -172,6 +174,32 @@ score_rejects = sa.Table(
     sa.Column("lead_id", sa.BigInteger),  # no foreign key: a rejected lead may be one the CRM holds twice
     sa.Column("reason", sa.Text, nullable=False),
     sa.Index("ix_score_rejects_run", "run_id"),
+)
+
+EXPORT_STATUSES = ("accepted", "failed")
+
+# What `leadscore export` last sent each lead's record in another CRM (Salesforce, HubSpot), and what that CRM
+# accepted: a lead is sent again only when the values it would get differ from the accepted ones, or its last
+# attempt failed. The values are stored as sent (rounded, truncated), so that they compare with the next export's.
+crm_exports = sa.Table(
+    "crm_exports",
+    metadata,
+    sa.Column("target", sa.String(60), primary_key=True),  # the CRM and its object: salesforce:Lead, hubspot:contacts
+    sa.Column("lead_id", sa.ForeignKey("leads.id"), primary_key=True),
+    sa.Column("record_key", sa.String(255)),  # what found the record: its CRM id, or leadscore's id in a key field
+    sa.Column("probability", sa.Float),
+    sa.Column("tier", sa.String(10)),
+    sa.Column("fit_score", sa.Integer),
+    sa.Column("engagement_score", sa.Integer),
+    sa.Column("reason_text", sa.Text),
+    sa.Column("model_version", sa.String(40)),
+    sa.Column("scored_at", Timestamp),
+    sa.Column("accepted_at", Timestamp),  # null until the CRM first accepted this lead's values
+    sa.Column("status", sa.String(10), nullable=False),  # of the last attempt
+    sa.Column("error", sa.Text),  # the CRM's words, when the last attempt failed
+    sa.Column("attempts", sa.Integer, nullable=False),  # sends since the values were last accepted, that one included
+    sa.Column("sent_at", Timestamp, nullable=False),
+    _one_of("status", EXPORT_STATUSES),
 )
 
 # Columns added after leadscore 0.1.0 wrote its first CRMs: `crm init --append` adds them to those

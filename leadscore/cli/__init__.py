@@ -7,5 +7,6 @@ from leadscore.cli import crm_commands  # noqa: E402, F401, I001
 from leadscore.cli import training  # noqa: E402, F401
 from leadscore.cli import scoring  # noqa: E402, F401
 from leadscore.cli import backtest  # noqa: E402, F401
+from leadscore.cli import export  # noqa: E402, F401
 
 __all__ = ["app"]

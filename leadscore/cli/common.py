@@ -154,11 +154,21 @@ TrackingOption = Annotated[
 ]
 
 
+# Access tokens read from the environment (`leadscore export --push`): masked whole wherever they appear.
+TOKEN_VARIABLES = ("SALESFORCE_ACCESS_TOKEN", "HUBSPOT_ACCESS_TOKEN")
+
+
+def environment_tokens() -> tuple[str, ...]:
+    # A token shorter than this is no credential, and masking it would blank out ordinary words.
+    return tuple(token for token in (os.environ.get(name, "").strip() for name in TOKEN_VARIABLES) if len(token) >= 8)
+
+
 def _secrets(values) -> tuple[str, ...]:
-    """Passwords of every URI the command was given, by option or environment, to keep out of any output."""
+    """Passwords of every URI the command was given, by option or environment, and the access tokens of the
+    environment, to keep out of any output."""
     candidates = [value for value in values if isinstance(value, str)]
     candidates += [os.environ.get(name) for name in ("LEADSCORE_CRM", "MLFLOW_TRACKING_URI")]
-    return tuple(secret for value in candidates for secret in url_secrets(value))
+    return tuple(secret for value in candidates for secret in url_secrets(value)) + environment_tokens()
 
 
 def _fail(label: str, message: str, secrets: tuple[str, ...], status: int) -> typer.Exit:
