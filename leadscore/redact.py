@@ -40,6 +40,9 @@ def masked_url(url: str) -> str:
         user, colon, _password = rest[:at].partition(":")
         if colon:
             rest = f"{user}:{MASK}@{rest[at + 1:]}"
+    head, mark, query = rest.partition("?")
+    if "://" in query:  # a URL given as a parameter of another (tryton://...?scores=postgresql://...)
+        rest = head + mark + URI.sub(lambda match: masked_url(match.group(0)), query)
     return scheme + separator + SECRET_PARAMETER.sub(rf"\1{MASK}", rest)
 
 
@@ -65,6 +68,11 @@ def url_secrets(url: str | None) -> tuple[str, ...]:
     if masked == url:
         return ()
     rest = url.partition("://")[2]
+    head, _, query = rest.partition("?")
+    if "@" not in head and "://" in query:
+        # No credentials of its own (a tryton:// file path): only those of the URLs among its parameters.
+        return tuple(sorted({secret for nested in URI.findall(query) for secret in url_secrets(nested)},
+                            key=len, reverse=True))
     query_at = rest.find("?")
     head_end = query_at if query_at >= 0 else len(rest)
     at = rest.rfind("@", 0, head_end)

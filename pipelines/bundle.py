@@ -30,6 +30,8 @@ PACKAGES = (
     "leadscore.cli",
     "leadscore.crm",
     "leadscore.crm.simulator",
+    "leadscore.crm.tryton",
+    "leadscore.crm.tryton.module",
     "leadscore.features",
     "leadscore.pipelines",
     "leadscore.models",

@@ -1,8 +1,16 @@
 """The CRM a scoring run reads and writes, chosen by its URL: a database holding leadscore's tables, or a CRM
-read and written through its own API."""
+read and written through its own API.
+
+* An SQLAlchemy URL or an SQLite path (``sqlite:///crm.db``, ``postgresql://…``): the CRM is leadscore's own
+  tables; the history is read from them and the scores written into them.
+* ``tryton:///path/to/trytond.conf?database=NAME``: the leads are Tryton's opportunities, read and written
+  through Tryton's API (``crm.tryton``); leadscore's own tables live in a database of their own
+  (``crm.tryton.store``), named by ``&scores=`` (default ``leadscore-tryton-NAME.db`` in the current folder).
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,9 +37,31 @@ def scoring_target(crm: str | None, *, writable: bool) -> Iterator[ScoringTarget
     """The target behind ``crm`` (default: $LEADSCORE_CRM, else sqlite:///leadscore.db); its connections close
     when the run ends (SQLite locks)."""
     from leadscore.crm.database import connect
+    from leadscore.crm.tryton.connection import is_tryton_url
 
-    engine = connect(crm or crm_url_from_env(), writable=writable)
+    url = crm or crm_url_from_env()
+    if is_tryton_url(url):
+        with _tryton_target(url, writable=writable) as target:
+            yield target
+        return
+    engine = connect(url, writable=writable)
     try:
         yield ScoringTarget(engine)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _tryton_target(url: str, *, writable: bool) -> Iterator[ScoringTarget]:
+    from leadscore.crm.tryton.connection import TrytonDatabase, parse_tryton_url
+    from leadscore.crm.tryton.reader import read_tryton_history
+    from leadscore.crm.tryton.store import open_score_store
+    from leadscore.crm.tryton.writer import TrytonScoreSink
+
+    parsed = parse_tryton_url(url)
+    tryton = TrytonDatabase(parsed)  # refuses a missing database or module before leadscore's store is created
+    engine = open_score_store(parsed.scores_url, writable=writable)
+    try:
+        yield ScoringTarget(engine, functools.partial(read_tryton_history, tryton), TrytonScoreSink(tryton))
     finally:
         engine.dispose()

@@ -85,10 +85,18 @@ def read_crm_training_table(crm, map_stage, horizon_days: int, cutoff_every: int
     """The CRM's history, and as the training table: one row per lead open at each monthly cutoff (train and
     backtest)."""
     from leadscore.crm.sql import load_history
+    from leadscore.crm.tryton.connection import is_tryton_url
     from leadscore.pipelines.train import crm_training_table
 
-    with crm_engine(crm) as engine:
-        history = load_history(engine, progress=progress, stage_map=stage_map_from(map_stage))
+    if is_tryton_url(crm or crm_url_from_env()):  # Tryton's opportunities, read through Tryton's API
+        from leadscore.crm.tryton.connection import TrytonDatabase, parse_tryton_url
+        from leadscore.crm.tryton.reader import read_tryton_history
+
+        tryton = TrytonDatabase(parse_tryton_url(crm or crm_url_from_env()))
+        history = read_tryton_history(tryton, progress=progress, stage_map=stage_map_from(map_stage))
+    else:
+        with crm_engine(crm) as engine:
+            history = load_history(engine, progress=progress, stage_map=stage_map_from(map_stage))
     return history, crm_training_table(history, horizon_days, cutoff_every, progress=progress)
 
 
@@ -211,7 +219,11 @@ def stage_map_from(pairs: list[str] | None) -> dict[str, str]:
 def crm_engine(crm: str | None, *, writable: bool = False) -> Iterator[sa.Engine]:
     """The CRM's engine for one command; its connections are closed when the command ends (SQLite locks)."""
     from leadscore.crm.database import connect
+    from leadscore.crm.tryton.connection import is_tryton_url
 
+    if is_tryton_url(crm or crm_url_from_env()):
+        raise LeadscoreError("A tryton:// CRM is read by `leadscore score`, `train` and `backtest`; this command reads "
+                             "leadscore's own tables. Give it an SQLite path or a database URL.")
     engine = connect(crm or crm_url_from_env(), writable=writable)
     try:
         yield engine
