@@ -273,18 +273,18 @@ def _plain_columns(frame: pd.DataFrame, names: list[str]) -> list[list]:
     kinds = frame.dtypes[names]  # the dtypes alone: selecting the columns would copy them
     numeric = [name for name, kind in zip(names, kinds)
                if pd.api.types.is_numeric_dtype(kind) and not pd.api.types.is_bool_dtype(kind)]
-    block = frame[numeric].to_numpy(dtype=float, na_value=np.nan) if numeric else None
-    plain = {name: _plain_numbers(block[:, position]) for position, name in enumerate(numeric)}
+    block = _plain_numbers(frame[numeric].to_numpy(dtype=float, na_value=np.nan)) if numeric else None
+    plain = {name: block[:, position].tolist() for position, name in enumerate(numeric)}
     return [plain[name] if name in plain else _plain_column(frame[name]) for name in names]
 
 
-def _plain_numbers(numbers: np.ndarray) -> list:
-    """Whole numbers as int, others as float, missing as None."""
+def _plain_numbers(numbers: np.ndarray) -> np.ndarray:
+    """Whole numbers as int, others as float, missing as None: an array of Python objects of the same shape."""
     whole = np.isfinite(numbers) & (np.floor(numbers) == numbers) & (np.abs(numbers) < 2**53)
     plain = numbers.astype(object)
     plain[whole] = numbers[whole].astype(np.int64).tolist()
     plain[np.isnan(numbers)] = None
-    return plain.tolist()
+    return plain
 
 
 def _plain_column(values: pd.Series) -> list:
