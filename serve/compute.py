@@ -37,14 +37,27 @@ class OpenLeads:
     notes: list[str] = field(default_factory=list)
 
 
-def open_lead_features(history: CrmHistory, as_of: datetime, progress: Progress = Progress()) -> tuple[pd.DataFrame, list[str]]:
-    """The training code's features of the leads open at ``as_of``, and what reading left out."""
-    notes = list(history.notes)
-    unknown = unknown_activity_types(history.activities)
-    if unknown:
-        notes.append("Activities of types the model has no feature for were left out: "
-                     + ", ".join(f"{name} ({count:,})" for name, count in list(unknown.items())[:10]) + ".")
-    return build_features(history, open_leads_at(history, as_of), CRM_FEATURES, progress), notes
+def open_lead_features(history: CrmHistory, as_of: datetime,
+                       progress: Progress = Progress()) -> tuple[pd.DataFrame, list[str], dict[str, int]]:
+    """The training code's features of the leads open at ``as_of``, the history's notes on what reading left out,
+    and the activity types the model has no feature for, with their rows (kept apart so that parts of a CRM read
+    separately add up to one note)."""
+    features = build_features(history, open_leads_at(history, as_of), CRM_FEATURES, progress)
+    return features, list(history.notes), unknown_activity_types(history.activities)
+
+
+def unknown_types_notes(unknown: Mapping[str, int]) -> list[str]:
+    """The note on activities left out for their type (name: rows), most frequent first; none when there are none."""
+    if not unknown:
+        return []
+    return ["Activities of types the model has no feature for were left out: "
+            + ", ".join(f"{name} ({count:,})" for name, count in list(unknown.items())[:10]) + "."]
+
+
+def nightly_score_options(min_reason_points: float) -> dict:
+    """What ``Scorer.score`` is asked for each chunk of the nightly job, wherever the chunk is scored: reasons, the
+    fields' log-odds its change descriptions need, and the CRM named as the leads' source in messages."""
+    return {"explain": True, "fields": True, "source": "the CRM", "min_reason_points": min_reason_points}
 
 
 class Compute(Protocol):
@@ -62,8 +75,8 @@ class LocalCompute:
                    progress: Progress) -> OpenLeads:
         rejects: list[tuple[int, str]] = []
         history = read_history(activities_before=as_of, progress=progress, stage_map=stage_map, rejects=rejects)
-        features, notes = open_lead_features(history, as_of, progress)
-        return OpenLeads(features, rejects, notes)
+        features, notes, unknown_types = open_lead_features(history, as_of, progress)
+        return OpenLeads(features, rejects, notes + unknown_types_notes(unknown_types))
 
     @contextmanager
     def explained(self, model, features: pd.DataFrame, workers: int,
@@ -72,6 +85,5 @@ class LocalCompute:
         # Workers take seconds to start: a job of one chunk explains it here.
         workers = 1 if len(features) <= CHUNK_ROWS else workers or available_cores()
         chunks = (features.iloc[start:start + CHUNK_ROWS] for start in range(0, len(features), CHUNK_ROWS))
-        with ChunkScorer(model, workers, explain=True, fields=True, source="the CRM",
-                         min_reason_points=min_reason_points) as scorer:
+        with ChunkScorer(model, workers, **nightly_score_options(min_reason_points)) as scorer:
             yield scorer.scored(chunks)

@@ -15,6 +15,9 @@ In order, with nothing written before the checks pass:
    lead's row only when its score, tier, reasons or model changed; a history
    row only when the change is material (tier, a move of ``history_points``,
    or a new model); each with why the score changed since its last one.
+
+With ``out`` (a data lake's folder) the CRM is only read: step 2 is skipped
+and every scored lead goes to Parquet files instead (``serve.score_files``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,7 +40,9 @@ from leadscore.features.crm_features import require_crm_model
 from leadscore.models.explain import MIN_REASON_POINTS, ReasonRule
 from leadscore.pipelines.registry import ResolvedModel, resolve_model
 from leadscore.progress import Progress
+from leadscore.errors import LeadscoreError
 from leadscore.serve.compute import Compute, HistoryReader, LocalCompute
+from leadscore.serve.score_files import ParquetRun
 from leadscore.serve.score_writer import ScoreSink, ScoreWriter, utc_now
 
 EXIT_HELD, EXIT_LOCKED = 3, 4
@@ -54,9 +60,16 @@ class ScoringOptions:
     stage_map: dict[str, str] = field(default_factory=dict)
     workers: int = 0  # processes explaining chunks at once; 0: one per available core
     min_reason_points: float = MIN_REASON_POINTS  # a field moving a lead less is no reason
+    out: Path | None = None  # a data lake's folder: every scored lead to Parquet files there; the CRM is only read
 
     def __post_init__(self) -> None:
         ReasonRule(self.min_reason_points)  # a bad value is refused before the job takes the CRM's lock
+        if self.dry_run and self.out is not None:
+            raise LeadscoreError("--dry-run writes nothing and --out writes Parquet files: choose one.")
+
+    @property
+    def writes_crm(self) -> bool:
+        return not self.dry_run and self.out is None
 
 
 @dataclass
@@ -80,6 +93,7 @@ class ScoringReport:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     failed_runs: list[str] = field(default_factory=list)
+    files: str | None = None  # the run's folder of Parquet files, with ``out``
 
     def counts(self) -> dict[str, int]:
         return {key: getattr(self, key) for key in ("open_leads", "scored", "written", "unchanged", "rejected",
@@ -97,19 +111,28 @@ def score_crm(engine: sa.Engine, options: ScoringOptions = ScoringOptions(), pro
     ``engine`` holds leadscore's tables (lead_scores, its history, the runs and the lock). By default the leads'
     history is read from it too; ``read_history`` reads it elsewhere (another CRM's API), and ``sink`` also writes
     each new or changed score there. ``compute`` chooses where features and explanations are computed (default:
-    this machine).
+    this machine). With ``options.out`` every scored lead goes to Parquet files in that folder instead, and neither
+    the CRM nor ``sink`` is written.
     """
     compute = compute or LocalCompute()
     read_history = read_history or functools.partial(load_history, engine)
     began = time.perf_counter()
     as_of = options.as_of or utc_now()
-    if not options.dry_run:
+    if options.writes_crm:
         with engine.connect() as connection:
             crm_scores.require_scoring_tables(connection)
     resolved = resolve_model(options.model_uri, options.tracking_uri)
     _require_crm_features(resolved)
     report = ScoringReport(run_id=uuid.uuid4().hex, status="dry run" if options.dry_run else "running",
                            model=f"{resolved.name} version {resolved.version}", as_of=f"{as_of:%Y-%m-%d %H:%M:%S}")
+    if options.out is not None:
+        # Nothing is written to the CRM, so no lock is taken: a lake run can read a replica, beside a CRM job.
+        with ParquetRun(options.out, report.run_id, as_of) as lake:
+            _run(engine, resolved, options, as_of, report, progress, compute, read_history, sink, lake)
+            report.files = str(lake.folder)
+            report.seconds = round(time.perf_counter() - began, 2)
+            lake.finish(report.as_dict())
+        return report
     if options.dry_run:
         _run(engine, resolved, options, as_of, report, progress, compute, read_history, sink)
     else:
@@ -138,7 +161,8 @@ def _require_crm_features(resolved: ResolvedModel) -> None:
 
 
 def _run(engine, resolved: ResolvedModel, options: ScoringOptions, as_of: datetime, report: ScoringReport,
-         progress: Progress, compute: Compute, read_history: HistoryReader, sink: ScoreSink | None) -> None:
+         progress: Progress, compute: Compute, read_history: HistoryReader, sink: ScoreSink | None,
+         lake: ParquetRun | None = None) -> None:
     found = compute.open_leads(read_history, as_of, options.stage_map, progress)
     features, rejects = found.features, found.rejects
     report.notes += found.notes
@@ -150,16 +174,21 @@ def _run(engine, resolved: ResolvedModel, options: ScoringOptions, as_of: dateti
         probability = model.predict_proba(features) if len(features) else np.zeros(0)
         advance(1)
     drift = _measure_drift(model, features, probability, report)
-    if not options.dry_run:
+    if lake is not None:
+        lake.write_rejects(rejects)
+    elif not options.dry_run:
         with engine.begin() as connection:
             crm_scores.write_rejects(connection, report.run_id, rejects)
     if drift is not None and drift.status == "hold" and not options.allow_drift:
         report.status = "held"
         return
-    with engine.connect() as connection:
-        previous = crm_scores.previous_scores(connection) if not options.dry_run or _has_scores(connection) else None
-    with progress.task("Explaining and writing scores", total=len(features)) as advance, \
-            ScoreWriter(engine, resolved, options, report, previous, sink) as writer, \
+    if lake is not None:
+        writer = lake.scores(resolved, report)
+    else:
+        with engine.connect() as connection:
+            previous = crm_scores.previous_scores(connection) if not options.dry_run or _has_scores(connection) else None
+        writer = ScoreWriter(engine, resolved, options, report, previous, sink)
+    with progress.task("Explaining and writing scores", total=len(features)) as advance, writer, \
             compute.explained(model, features, options.workers, options.min_reason_points) as scored_chunks:
         for chunk, scored in scored_chunks:
             writer.write(chunk, scored)

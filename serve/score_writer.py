@@ -41,6 +41,27 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
 
 
+def count_scored(report, scored: pd.DataFrame) -> None:
+    """Add a chunk's leads, tiers and never-seen values to the run's report."""
+    report.scored += len(scored)
+    for tier, count in scored["tier"].value_counts().items():
+        report.tiers[tier] = report.tiers.get(tier, 0) + int(count)
+    for cell in scored["unseen"][scored["unseen"] != ""]:
+        for entry in cell.split("; "):
+            report.unseen[entry] = report.unseen.get(entry, 0) + 1
+
+
+def reason_texts(scored: pd.DataFrame) -> np.ndarray:
+    """Each lead's reasons for, as the sentences a marketer reads, one a line."""
+    return np.array(["\n".join(r for r in reasons if r) for reasons in
+                     zip(scored["reason_1"], scored["reason_2"], scored["reason_3"])], dtype=object)
+
+
+def feature_schema_hash(resolved: ResolvedModel) -> str:
+    """The first 16 characters of the model's feature-schema hash: rows scored on the same columns share it."""
+    return str(resolved.model.summary.get("fingerprint", {}).get("schema_hash", ""))[:16]
+
+
 class ScoreWriter:
     """Scores, compares and writes one chunk of open leads at a time, each chunk in one transaction.
 
@@ -54,7 +75,7 @@ class ScoreWriter:
         self.previous, self.sink = previous, sink
         self.fields = business_fields(resolved.model.registry, resolved.model.features)[0]
         self.labels = field_labels(resolved.model.registry, resolved.model.features)
-        self.schema_hash = str(resolved.model.summary.get("fingerprint", {}).get("schema_hash", ""))[:16]
+        self.schema_hash = feature_schema_hash(resolved)
         self.earlier_scorers: dict[tuple[str, str], Scorer | None] = {}
         self.pending: queue.Queue = queue.Queue(maxsize=1)
         self.failure: BaseException | None = None
@@ -92,12 +113,7 @@ class ScoreWriter:
 
     def write(self, chunk: pd.DataFrame, scored: pd.DataFrame) -> None:
         report = self.report
-        report.scored += len(scored)
-        for tier, count in scored["tier"].value_counts().items():
-            report.tiers[tier] = report.tiers.get(tier, 0) + int(count)
-        for cell in scored["unseen"][scored["unseen"] != ""]:
-            for entry in cell.split("; "):
-                report.unseen[entry] = report.unseen.get(entry, 0) + 1
+        count_scored(report, scored)
         rows, history = self._rows(chunk, scored)
         report.unchanged += len(scored) - len(rows)
         report.written += len(rows)
@@ -113,8 +129,7 @@ class ScoreWriter:
     def _rows(self, chunk: pd.DataFrame, scored: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
         """The rows to write (new or changed scores) and which of them go to the history."""
         version = self.resolved.version
-        reason_text = np.array(["\n".join(r for r in reasons if r) for reasons in
-                                zip(scored["reason_1"], scored["reason_2"], scored["reason_3"])], dtype=object)
+        reason_text = reason_texts(scored)
         previous = self.previous.reindex(scored["lead_id"]) if self.previous is not None else None
         if previous is None:
             known = np.zeros(len(scored), dtype=bool)

@@ -87,12 +87,19 @@ def _start_worker(model_bytes: bytes) -> None:
     # A worker waits for chunks on a queue it also holds the writing end of, so a job killed with -9 would
     # leave it waiting forever: it ends itself when the job's process is gone.
     threading.Thread(target=_exit_with_parent, name="leadscore worker watch", daemon=True).start()
+    _thread_limits = one_thread_each()  # kept: the limit lasts as long as this object
+    _scorer = Scorer(pickle.loads(model_bytes))
+
+
+def one_thread_each():
+    """Numba (from now on, in the calling thread) and the native thread pools (OpenMP, BLAS: as long as the
+    returned object is kept, or for its ``with`` block) on one thread each: see the module's docstring for why.
+    """
     import numba
     from threadpoolctl import threadpool_limits
 
     numba.set_num_threads(1)
-    _thread_limits = threadpool_limits(1)  # kept: the limit lasts as long as this object
-    _scorer = Scorer(pickle.loads(model_bytes))
+    return threadpool_limits(1)
 
 
 def _exit_with_parent() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 import os
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -28,8 +30,14 @@ from leadscore.cli.common import (
 )
 from leadscore.cli.crm_commands import print_funnel, print_rows
 from leadscore.cli.training import print_training
+from leadscore.errors import LeadscoreError
 from leadscore.progress import for_console
 from leadscore.settings import configured_crm_url
+
+
+class Engine(str, enum.Enum):
+    local = "local"
+    dask = "dask"
 
 
 @app.command()
@@ -111,6 +119,27 @@ def score(
         int, typer.Option(help="Processes explaining leads at once; 0: one per core this job may use.", min=0)
     ] = 0,
     min_reason_points: MinReasonPointsOption = 0.5,
+    engine: Annotated[
+        Engine,
+        typer.Option(help="Where the work runs: local (this machine) or dask (a Dask cluster: each worker reads a "
+                          "range of lead ids from the CRM, builds their features and explains chunks of leads).",
+                     case_sensitive=False),
+    ] = Engine.local,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="With --engine dask: your cluster's scheduler, e.g. tcp://host:8786. Default: a local "
+                          "cluster on this machine.", show_default=False),
+    ] = None,
+    dask_workers: Annotated[
+        int, typer.Option(help="With --engine dask and no --scheduler: worker processes of the local cluster; 0: one "
+                               "per core this job may use.", min=0)
+    ] = 0,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="A data lake's folder: every scored lead goes to Parquet files in a new sub-folder per run "
+                          "(run-<as of>-<run id>/scores, beside run.json and rejects.parquet), instead of to the CRM, "
+                          "which is only read.", show_default=False),
+    ] = None,
 ) -> None:
     """Score every open lead of the CRM and write probability, tier and reasons back: the nightly job.
 
@@ -121,17 +150,26 @@ def score(
 
     from leadscore.crm.scores import JobLocked
     from leadscore.serve.nightly import EXIT_HELD, EXIT_LOCKED, ScoringOptions, score_crm
+    from leadscore.serve.score_files import check_out_folder
     from leadscore.serve.targets import scoring_target
 
+    _check_engine_options(engine, scheduler, dask_workers, workers)
     options = ScoringOptions(
         model_uri=model, tracking_uri=tracking_uri, as_of=parse_moment(as_of, "--as-of"), allow_drift=allow_drift,
         dry_run=dry_run, history_points=history_points, wait=wait, stage_map=stage_map_from(map_stage), workers=workers,
-        min_reason_points=min_reason_points,
+        min_reason_points=min_reason_points, out=out,
     )
+    if out is not None:
+        check_out_folder(out)  # before the run: a folder it cannot write is told now, not after scoring every lead
     try:
-        with scoring_target(crm, writable=not dry_run) as target, \
-                for_console(errors if as_json else console) as progress:
-            result = score_crm(target.engine, options, progress, read_history=target.read_history, sink=target.sink)
+        with ExitStack() as stack:
+            target = stack.enter_context(scoring_target(crm, writable=options.writes_crm))
+            progress = stack.enter_context(for_console(errors if as_json else console))
+            compute, read_history = None, target.read_history
+            if engine is Engine.dask:
+                compute, read_history = _dask_compute(stack, target, scheduler, dask_workers, progress)
+            result = score_crm(target.engine, options, progress, compute=compute, read_history=read_history,
+                               sink=target.sink)
     except JobLocked as locked:
         errors.print(Text.assemble(("Locked:", "bold yellow"), " ", str(locked)), soft_wrap=True)
         raise typer.Exit(EXIT_LOCKED) from None
@@ -141,6 +179,33 @@ def score(
         print_scoring(result)
     if result.status == "held":
         raise typer.Exit(EXIT_HELD)
+
+
+def _check_engine_options(engine: Engine, scheduler: str | None, dask_workers: int, workers: int) -> None:
+    if engine is not Engine.dask and (scheduler is not None or dask_workers):
+        option = "--scheduler" if scheduler is not None else "--dask-workers"
+        raise LeadscoreError(f"{option} is for the Dask engine: add --engine dask, or leave out {option}.")
+    if scheduler is not None and dask_workers:
+        raise LeadscoreError("--dask-workers sizes the local cluster started without --scheduler; the cluster at "
+                             "--scheduler has the workers it was started with. Leave out one of the two.")
+    if engine is Engine.dask and workers:
+        raise LeadscoreError("--workers sets this machine's explaining processes (--engine local); with --engine dask "
+                             "the cluster's workers explain: size a local cluster with --dask-workers N.")
+
+
+def _dask_compute(stack: ExitStack, target, scheduler: str | None, dask_workers: int, progress):
+    """The Dask engine on ``target``'s CRM, started (or connected) within ``stack``, and the reader its workers use."""
+    try:
+        from leadscore.serve.dask_compute import DaskCompute, require_range_reader
+    except ImportError as error:
+        raise LeadscoreError(f"--engine dask needs Dask ({error.name} is not installed): pip install "
+                             "'leadscore[dask]'.") from None
+    from leadscore.crm.sql import HistoryAtUrl
+
+    read_history = target.read_history or HistoryAtUrl.of(target.engine)
+    require_range_reader(read_history)  # before a cluster starts
+    compute = stack.enter_context(DaskCompute(scheduler, local_workers=dask_workers, progress=progress))
+    return compute, read_history
 
 
 def print_scoring(result) -> None:
@@ -159,6 +224,9 @@ def print_scoring(result) -> None:
     if result.unseen:
         listing = ", ".join(f"{value} ({count:,})" for value, count in sorted(result.unseen.items(), key=lambda i: -i[1])[:8])
         console.print(f"Values the model never saw at training, scored like rare ones: {listing}.", style="yellow")
+    if result.files:
+        console.print(f"Wrote every scored lead to {result.files}/scores (Parquet, one file a chunk; run.json beside "
+                      "it says what the run did).")
     for run in result.failed_runs:
         console.print(f"Marked run {run} failed: its process ended before it finished.", style="yellow")
     for note in result.notes:
