@@ -152,7 +152,9 @@ def conform(
 
 def mapped_stages(stages: pd.Series, stage_map: Mapping[str, str], column: str) -> pd.Series:
     """Stages as leadscore's codes through ``stage_map``; unknown ones refused, naming them and the option."""
-    values = stages.astype(object).map(lambda value: stage_map.get(value, value) if isinstance(value, str) else value)
+    values = stages.astype(object)
+    if stage_map:
+        values = values.map(lambda value: stage_map.get(value, value) if isinstance(value, str) else value)
     unknown = values[~values.isin(STAGE_CODES)]
     if len(unknown):
         counts = unknown.astype(str).value_counts()

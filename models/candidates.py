@@ -86,11 +86,20 @@ class LightGBMCandidate:
         return lgb.train(self.params, lgb.Dataset(X, y, weight=weight), self.trees)
 
     @staticmethod
-    def margin(fitted: lgb.Booster, X: pd.DataFrame) -> np.ndarray:
+    def inputs(fitted: lgb.Booster, X: pd.DataFrame) -> np.ndarray:
+        """What the booster reads of ``X``: its margin and TreeSHAP both start from it."""
+        return booster_matrix(X, _levels(fitted))
+
+    @staticmethod
+    def margin_of_inputs(fitted: lgb.Booster, inputs: np.ndarray) -> np.ndarray:
         # A few rows (one request's leads) score faster on one thread than after waking them all; 0 is
         # LightGBM's default, every core, set again on each call because the setting outlives it.
-        threads = 1 if len(X) <= SINGLE_THREAD_ROWS else 0
-        return fitted.predict(booster_matrix(X, _levels(fitted)), raw_score=True, num_threads=threads)
+        threads = 1 if len(inputs) <= SINGLE_THREAD_ROWS else 0
+        return fitted.predict(inputs, raw_score=True, num_threads=threads)
+
+    @classmethod
+    def margin(cls, fitted: lgb.Booster, X: pd.DataFrame) -> np.ndarray:
+        return cls.margin_of_inputs(fitted, cls.inputs(fitted, X))
 
     def describe(self) -> dict:
         return {"trees": self.trees, **{k: v for k, v in self.params.items() if k not in ("verbose",)}}
@@ -222,8 +231,18 @@ class LogisticCandidate:
         return self.pipeline(self.strength, X).fit(X, y, model__sample_weight=weight)
 
     @staticmethod
-    def margin(fitted: Pipeline, X: pd.DataFrame) -> np.ndarray:
-        return linear_form(fitted).margin(X)  # fitted.decision_function(X), bit for bit, without its fixed cost
+    def inputs(fitted: Pipeline, X: pd.DataFrame) -> np.ndarray:
+        """The columns the regression reads (``fitted[:-1].transform(X)``): its margin and contributions both
+        start from them."""
+        return linear_form(fitted).columns(X)
+
+    @staticmethod
+    def margin_of_inputs(fitted: Pipeline, inputs: np.ndarray) -> np.ndarray:
+        return linear_form(fitted).margin_of_columns(inputs)
+
+    @classmethod
+    def margin(cls, fitted: Pipeline, X: pd.DataFrame) -> np.ndarray:
+        return cls.margin_of_inputs(fitted, cls.inputs(fitted, X))  # fitted.decision_function(X), bit for bit
 
     @staticmethod
     def probability(fitted: Pipeline, X: pd.DataFrame) -> np.ndarray:

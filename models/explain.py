@@ -144,8 +144,8 @@ class _TreeMember:
         self.explainer = TreeShap(booster)
         self.features = features
 
-    def contributions(self, encoded: pd.DataFrame, out: np.ndarray) -> float:
-        phi = self.explainer.contributions(encoded)
+    def contributions(self, encoded: pd.DataFrame, inputs: np.ndarray, out: np.ndarray) -> float:
+        phi = self.explainer.contributions(inputs)
         # The booster read the encoder's columns in order (its own names may differ: no spaces).
         out[:, [self.features.index(column) for column in encoded.columns]] += phi[:, :-1]
         return float(phi[0, -1]) if len(phi) else self.explainer.expected_value
@@ -176,8 +176,7 @@ class _LinearMember:
         self.base = float(model.intercept_[0] + self.coefficients @ self.means)
         self.folding = folding(self.sources, len(features))
 
-    def contributions(self, encoded: pd.DataFrame, out: np.ndarray) -> float:
-        columns = self.form.columns(encoded)
+    def contributions(self, encoded: pd.DataFrame, columns: np.ndarray, out: np.ndarray) -> float:
         out += ((columns - self.means) * self.coefficients) @ self.folding
         return self.base
 
@@ -211,12 +210,14 @@ class Explainer:
         """Log-odds contributions of every feature for every row of ``frame`` (a feature table)."""
         return self.encoded_contributions(self.model.encode(frame))
 
-    def encoded_contributions(self, encoded: pd.DataFrame) -> Contributions:
+    def encoded_contributions(self, encoded: pd.DataFrame, inputs: list[np.ndarray] | None = None) -> Contributions:
+        """Contributions of rows already through ``encode``; ``inputs`` as for ``LeadScoringModel.encoded_margin``."""
+        inputs = inputs or [member.inputs(encoded) for member in self.model.members]
         total = np.zeros((len(encoded), len(self.features)))
         base = 0.0
-        for weight, member in self._members:
+        for (weight, member), given in zip(self._members, inputs):
             values = np.zeros_like(total)
-            base += weight * member.contributions(encoded, values)
+            base += weight * member.contributions(encoded, given, values)
             total += weight * values
         return Contributions(total, base, self.features)
 
@@ -245,11 +246,13 @@ class Explainer:
         return Explanations.concatenate(parts)
 
     def _explain_chunk(self, encoded: pd.DataFrame, keep: bool, keep_fields: bool, rule: ReasonRule) -> Explanations:
-        contributions = self.encoded_contributions(encoded)
+        # What each member reads of the rows, built once for its margin and its contributions.
+        inputs = [member.inputs(encoded) for member in self.model.members]
+        contributions = self.encoded_contributions(encoded, inputs)
         values, base = contributions.values, contributions.base
         # The model's own margin, not the contributions' sum (equal to 1e-12): a lead's probability and
         # tier must not depend on whether it was explained.
-        margin = self.model.encoded_margin(encoded) if len(encoded) else np.zeros(0)
+        margin = self.model.encoded_margin(encoded, inputs) if len(encoded) else np.zeros(0)
         calibrator = self.model.calibrator
         probability = calibrator.predict(margin)
         base_probability = float(calibrator.predict(np.array([base]))[0])

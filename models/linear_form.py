@@ -76,4 +76,8 @@ class LinearForm:
 
     def margin(self, encoded: pd.DataFrame) -> np.ndarray:
         """What ``pipeline.decision_function(encoded)`` returns."""
-        return (self.columns(encoded) @ self.coef_t + self.intercept).reshape(-1)
+        return self.margin_of_columns(self.columns(encoded))
+
+    def margin_of_columns(self, columns: np.ndarray) -> np.ndarray:
+        """The margin of rows already through ``columns``."""
+        return (columns @ self.coef_t + self.intercept).reshape(-1)

@@ -24,8 +24,13 @@ class Member:
     fitted: object
     weight: float = 1.0
 
-    def margin(self, encoded: pd.DataFrame) -> np.ndarray:
-        return self.weight * self.candidate.margin(self.fitted, encoded)
+    def inputs(self, encoded: pd.DataFrame) -> np.ndarray:
+        """What the fitted candidate reads of ``encoded`` (see the candidates' ``inputs``)."""
+        return self.candidate.inputs(self.fitted, encoded)
+
+    def margin(self, encoded: pd.DataFrame, inputs: np.ndarray | None = None) -> np.ndarray:
+        inputs = self.inputs(encoded) if inputs is None else inputs
+        return self.weight * self.candidate.margin_of_inputs(self.fitted, inputs)
 
 
 @dataclass
@@ -78,9 +83,11 @@ class LeadScoringModel:
     def margin(self, frame: pd.DataFrame) -> np.ndarray:
         return self.encoded_margin(self.encode(frame))
 
-    def encoded_margin(self, encoded: pd.DataFrame) -> np.ndarray:
-        """The margin of rows already through ``encode`` (training scores many row sets of one encoded frame)."""
-        return np.sum([member.margin(encoded) for member in self.members], axis=0)
+    def encoded_margin(self, encoded: pd.DataFrame, inputs: list[np.ndarray] | None = None) -> np.ndarray:
+        """The margin of rows already through ``encode`` (training scores many row sets of one encoded frame).
+        ``inputs``, each member's ``inputs(encoded)``, spares building them again when the caller has them."""
+        inputs = inputs or [None] * len(self.members)
+        return np.sum([member.margin(encoded, given) for member, given in zip(self.members, inputs)], axis=0)
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of conversion for every row of ``frame``."""

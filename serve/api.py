@@ -23,11 +23,11 @@ from typing import Annotated
 
 import numpy as np
 import pandas as pd
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from leadscore.crm.conform import PLAUSIBLE_FROM, PLAUSIBLE_UNTIL, conform
-from leadscore.crm.history import PROFILE_COLUMNS, CrmHistory
+from leadscore.crm.history import PROFILE_COLUMNS, CrmHistory, sort_by_lead_and_time
 from leadscore.crm.vocabulary import ACTIVITY_TYPES, TIERS
 from leadscore.errors import LeadscoreError
 from leadscore.features import CRM_FEATURES, open_leads_at
@@ -150,8 +150,10 @@ def create_app(resolved: ResolvedModel, engine=None) -> FastAPI:
         return describe(service)
 
     @app.post("/score", response_model=ScoreResponse)
-    async def score(request: ScoreRequest) -> ScoreResponse:
-        return score_request(service, request)
+    async def score(request: ScoreRequest) -> Response:
+        # Already a validated ScoreResponse: serialised once, not checked again against response_model (which
+        # still describes it in the OpenAPI schema).
+        return Response(score_request(service, request).model_dump_json(), media_type="application/json")
 
     return app
 
@@ -235,8 +237,7 @@ def _history(leads: list[Lead], as_of: datetime) -> CrmHistory:
         raise _invalid(["leads"], str(error)) from error
     costs = pd.DataFrame({"channel": pd.Series(dtype=object), "month": pd.Series(dtype="datetime64[s]"),
                           "cost": pd.Series(dtype=float)})
-    return CrmHistory(leads_frame, activities.sort_values(["lead_id", "occurred_at"], kind="stable", ignore_index=True),
-                      stages, costs, pd.Timestamp(as_of))
+    return CrmHistory(leads_frame, sort_by_lead_and_time(activities, "occurred_at"), stages, costs, pd.Timestamp(as_of))
 
 
 def request_leads(history: CrmHistory, lead_ids) -> list[dict]:
