@@ -26,6 +26,7 @@ from leadscore.errors import LeadscoreError
 DAY = 86_400
 DECAY_HALF_LIFE_DAYS = 14
 TYPE_CODES = [activity.code for activity in ACTIVITY_TYPES]
+TYPE_INDEX = pd.Index(TYPE_CODES)
 SALES_SIDE = np.array([activity.sales_side for activity in ACTIVITY_TYPES])
 MAX_EXPANDED_ROWS = 8_000_000  # bounds memory: about 50 bytes per expanded row
 
@@ -108,7 +109,13 @@ class ActivityLog:
     @classmethod
     def build(cls, activities: pd.DataFrame, lead_ids: pd.Index) -> ActivityLog:
         """Index ``activities`` (lead_id, occurred_at, type) against the leads' ids."""
-        type_code = pd.Index(TYPE_CODES).get_indexer(activities["type"].astype(object))
+        types = activities["type"]
+        if isinstance(types.dtype, pd.CategoricalDtype):
+            # Each level looked up once, not each activity: a CRM's millions of activities have a dozen types.
+            by_level = np.append(TYPE_INDEX.get_indexer(types.cat.categories), -1)  # code -1 (missing) reads -1
+            type_code = by_level[types.cat.codes.to_numpy()]
+        else:
+            type_code = TYPE_INDEX.get_indexer(types.astype(object))
         index, types = EventIndex.of(activities, lead_ids, "occurred_at", type_code)
         return cls(index, types.astype(np.int8))
 
