@@ -294,14 +294,16 @@ def serve(
 
     from leadscore.crm.database import connect
     from leadscore.pipelines.registry import resolve_model
-    from leadscore.serve.api import SERVE_SETTINGS, create_app
+    from leadscore.serve.api import SERVE_SETTINGS, create_app, settle_collector
 
     resolved = resolve_model(model, tracking_uri)  # a model that cannot load is refused here, not by each worker
     engine = connect(crm) if crm else None
     console.print(f"Serving {resolved.name} version {resolved.version} at http://{host}:{port} (API docs at /docs); "
                   "Ctrl+C stops.")
     if workers == 1:
-        uvicorn.run(create_app(resolved, engine), host=host, port=port, log_level="warning")
+        app = create_app(resolved, engine)
+        settle_collector()
+        uvicorn.run(app, host=host, port=port, log_level="warning")
         return
     os.environ.update({name: value for name, value in zip(SERVE_SETTINGS, (resolved.uri, tracking_uri or "", crm or ""))})
     uvicorn.run("leadscore.serve.api:app_from_environment", factory=True, host=host, port=port, workers=workers,
