@@ -52,8 +52,7 @@ def payloads(count: int) -> list[dict]:
 
     history = simulate(SimulationConfig(leads=5_000, seed=12)).history().before(AS_OF)
     ids = open_leads_at(history, AS_OF)["lead_id"].to_numpy()
-    return [{"as_of": AS_OF.isoformat(), "leads": request_leads(history, [lead_id])}
-            for lead_id in np.resize(ids, count)]
+    return [{"as_of": AS_OF.isoformat(), "leads": [lead]} for lead in request_leads(history, np.resize(ids, count))]
 
 
 def measure(url: str, bodies: list[dict], clients: int) -> dict:
