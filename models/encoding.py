@@ -41,6 +41,7 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
 
     def fit(self, X: pd.DataFrame, y=None) -> FrameEncoder:
         self._check_columns(X)
+        self.__dict__.pop("_lookups_", None)  # built from an earlier fit's levels
         self.levels_, self.seen_ = {}, {}
         for column in self.categorical:
             counts = X[column].dropna().astype(str).value_counts()

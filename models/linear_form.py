@@ -27,7 +27,8 @@ _forms: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def linear_form(pipeline: Pipeline) -> LinearForm:
     """The form of ``pipeline``, built on first use and kept as long as the pipeline lives."""
     form = _forms.get(pipeline)
-    if form is None:
+    # Fitting again assigns new coefficient arrays: a form read from an earlier fit is built anew.
+    if form is None or form.coefficients is not pipeline[-1].coef_:
         form = _forms[pipeline] = LinearForm(pipeline)
     return form
 
@@ -50,6 +51,7 @@ class LinearForm:
         if self.categorical:
             indicators = columns.named_transformers_["categorical"]
             self.widths = [len(indicators.levels_[name]) + 1 for name in self.categorical]
+        self.coefficients = model.coef_
         self.coef_t = model.coef_.T
         self.intercept = model.intercept_
 

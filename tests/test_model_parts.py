@@ -271,3 +271,26 @@ def test_the_logistic_candidates_array_form_equals_its_scikit_learn_pipeline_to_
     # scikit-learn refuses an empty batch; the form gives its columns: two numbers, one missing flag, 3 levels + missing
     assert form.columns(frame.iloc[:0]).shape == (0, 7) and form.margin(frame.iloc[:0]).shape == (0,)
     assert np.array_equal(candidate.margin(fitted, frame), fitted.decision_function(frame))
+
+
+def test_an_encoder_fitted_again_encodes_with_its_new_levels():
+    encoder = FrameEncoder(numeric=["visits"], categorical=["source"], min_count=1)
+    encoder.fit(pd.DataFrame({"visits": [1.0, 2.0], "source": ["ads", "fair"]}))
+    assert encoder.transform(pd.DataFrame({"visits": [1.0], "source": ["web"]}))["source"].tolist() == ["(other)"]
+    encoder.fit(pd.DataFrame({"visits": [1.0, 2.0], "source": ["web", "mail"]}))
+    again = encoder.transform(pd.DataFrame({"visits": [1.0], "source": ["web"]}))["source"]
+    assert again.tolist() == ["web"] and list(again.cat.categories) == ["mail", "web", "(other)"]
+    assert encoder.seen_levels("source").tolist() == ["mail", "web"]
+
+
+def test_a_logistic_pipeline_fitted_again_is_read_with_its_new_coefficients():
+    from leadscore.models.candidates import LogisticCandidate
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"visits": rng.poisson(2.0, 400).astype(float), "industry": pd.Categorical(rng.choice(["a", "b"], 400))})
+    candidate = LogisticCandidate(("visits",), ("industry",), strength=1.0)
+    fitted = candidate.fit(frame, (frame["visits"] > 2).astype(int).to_numpy())
+    first = candidate.margin(fitted, frame)
+    fitted.fit(frame, (frame["visits"] < 2).astype(int).to_numpy())  # the same object, fitted to the opposite
+    assert np.array_equal(candidate.margin(fitted, frame), fitted.decision_function(frame))
+    assert not np.array_equal(candidate.margin(fitted, frame), first)
