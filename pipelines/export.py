@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -34,6 +33,7 @@ from leadscore.crm.export_keys import KeyMapping
 from leadscore.errors import LeadscoreError
 from leadscore.files import write_bytes
 from leadscore.progress import Progress
+from leadscore.serve.score_writer import utc_now
 
 EXIT_REFUSED = 3  # some rows were refused or left unsent: recorded, and sent again by the next export
 
@@ -107,10 +107,6 @@ class ExportResult:
             "removed": [str(path) for path in self.removed], "seconds": round(self.seconds, 2),
             "phases": {name: round(value, 2) for name, value in self.phases.items()},
         }
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 
 
 def export_scores(engine: sa.Engine, target: Target, options: ExportOptions, sender: Sender | None = None,

@@ -36,6 +36,7 @@ from leadscore.features.build import build_features
 from leadscore.features.crm_features import foreign_features
 from leadscore.models.scoring import Scorer
 from leadscore.pipelines.registry import ResolvedModel
+from leadscore.serve.score_writer import utc_now
 
 MOST_LEADS = 1_000  # per request: a webhook sends one, a form batch a few hundred
 MOST_ACTIVITIES = 10_000  # per lead
@@ -182,7 +183,7 @@ def _invalid(location: list, message: str) -> HTTPException:
 
 
 def score_request(service: Service, request: ScoreRequest) -> ScoreResponse:
-    as_of = request.as_of or datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    as_of = request.as_of or utc_now()
     given = [name for name in ("leads", "lead_ids", "rows") if getattr(request, name)]
     if len(given) != 1:
         raise _invalid([], "give exactly one of leads, lead_ids or rows" + (f" (got {', '.join(given)})" if given else ""))
