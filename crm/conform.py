@@ -138,20 +138,22 @@ def conform(
         frames = {table: frame[~frame["lead_id"].isin(out)] for table, frame in frames.items()}
         rejects.extend(rejected.items())
     leads = leads.reset_index(drop=True)
-    leads["created_at"] = leads["created_at"].astype("datetime64[s]")
     activities, stage_changes = (frames[table].reset_index(drop=True) for table in ("activities", "stage_changes"))
-    for table, frame in (("activities", activities), ("stage_changes", stage_changes)):
-        frame[TIME_COLUMNS[table]] = frame[TIME_COLUMNS[table]].astype("datetime64[s]")
     stage_changes["stage"] = mapped_stages(stage_changes["stage"], stage_map or {}, "stage_changes.stage")
     if "lifecycle_stage" in leads.columns:
         # Never a feature, but shown: mapped by the same rule, unknown values kept as they are.
-        lifecycle = leads["lifecycle_stage"].astype(object)
-        leads["lifecycle_stage"] = as_category(lifecycle.map(lambda value: (stage_map or {}).get(value, value)))
+        lifecycle = leads["lifecycle_stage"].to_numpy(dtype=object)
+        if stage_map:
+            lifecycle = np.array([stage_map.get(value, value) for value in lifecycle.tolist()], dtype=object)
+        leads["lifecycle_stage"] = as_category(lifecycle)
     return leads, activities, stage_changes, notes
 
 
 def mapped_stages(stages: pd.Series, stage_map: Mapping[str, str], column: str) -> pd.Series:
     """Stages as leadscore's codes through ``stage_map``; unknown ones refused, naming them and the option."""
+    if not len(stages):
+        return pd.Series(pd.Categorical.from_codes(np.empty(0, np.int8), dtype=STAGE_TYPE), index=stages.index,
+                         name=stages.name)
     values = stages.astype(object)
     if stage_map:
         values = values.map(lambda value: stage_map.get(value, value) if isinstance(value, str) else value)

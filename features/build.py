@@ -59,10 +59,12 @@ def build_features(
     parts = []
     with progress.task("Building features", total=len(pairs)) as advance:
         for batch, timeline in timelines(log, leads, position, cutoff):
-            parts.append(pd.DataFrame({name: registry.compute(name, timeline) for name in registry.names}))
+            parts.append({name: registry.compute(name, timeline) for name in registry.names})
             advance(batch.stop - batch.start)
-    features = pd.concat(parts, ignore_index=True)
-    return pd.concat([pairs[["lead_id", "cutoff"]].reset_index(drop=True), features], axis=1)
+    # One frame built once: a frame per batch, then concatenated, costs a millisecond for a request's lead.
+    columns = parts[0] if len(parts) == 1 else {
+        name: pd.concat([pd.Series(part[name]) for part in parts], ignore_index=True) for name in registry.names}
+    return pd.DataFrame({"lead_id": pairs["lead_id"].to_numpy(), "cutoff": pairs["cutoff"].to_numpy(), **columns})
 
 
 def crm_feature_table(

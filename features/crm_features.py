@@ -304,9 +304,11 @@ def department(timeline: Timeline) -> pd.Categorical:
     },
 )
 def business_email(timeline: Timeline) -> np.ndarray:
-    domain = timeline.profile["email_domain"].astype(object)
-    known = domain.notna().to_numpy()
-    free = domain.str.lower().str.strip().isin(FREE_EMAIL_DOMAINS).to_numpy()
+    domain = timeline.profile["email_domain"].to_numpy(dtype=object)
+    known = ~pd.isna(domain)
+    # In Python, not through pandas' text methods: as fast on a million leads, and no fixed cost for one.
+    free = np.fromiter((isinstance(value, str) and value.lower().strip() in FREE_EMAIL_DOMAINS for value in domain),
+                       bool, len(domain))
     return np.where(known, (~free).astype(float), np.nan)
 
 

@@ -7,6 +7,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from leadscore.arrays import Levels
 from leadscore.errors import LeadscoreError
 from leadscore.features.parsing import NumberFormat
 
@@ -56,27 +57,28 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         check_is_fitted(self, "levels_")
         self._check_columns(X)
-        columns = self._numbers(X)
-        for column in self.categorical:
-            kept, dtype, _ = self._lookups()[column]
-            columns[column] = self._category(X[column], kept, dtype)
-        return pd.DataFrame(columns, index=X.index)
+        # The numbers as one block: a frame of one 2-D array is built in a fraction of the time of one built
+        # from a column per array, most of the cost of encoding a lead scored alone.
+        encoded = pd.DataFrame(self._numbers(X), columns=list(self.numeric), index=X.index)
+        lookups = self._lookups()
+        categories = {column: self._category(X[column], *lookups[column][:2]) for column in self.categorical}
+        return pd.concat([encoded, pd.DataFrame(categories, index=X.index)], axis=1) if categories else encoded
 
-    def seen_levels(self, column: str) -> pd.Index | None:
+    def seen_levels(self, column: str) -> Levels | None:
         """The levels of ``column`` seen at fit (``seen_``), ready for lookups; None for a numeric column or an
         encoder fitted before it kept them."""
         lookup = self._lookups().get(column)
         return lookup[2] if lookup else None
 
-    def _lookups(self) -> dict[str, tuple[pd.Index, pd.CategoricalDtype, pd.Index | None]]:
+    def _lookups(self) -> dict[str, tuple[Levels, pd.CategoricalDtype, Levels | None]]:
         """Per text column: its kept levels, its category type and its seen levels, built once from what fit
         learned. Building an index of text from a list is most of the cost of encoding a lead scored alone."""
         lookups = self.__dict__.get("_lookups_")
         if lookups is None:
             seen = getattr(self, "seen_", None) or {}
             lookups = self.__dict__["_lookups_"] = {
-                column: (pd.Index(levels[:-1]), pd.CategoricalDtype(levels),
-                         pd.Index(seen[column]) if column in seen else None)
+                column: (Levels(levels[:-1]), pd.CategoricalDtype(levels),
+                         Levels(seen[column]) if column in seen else None)
                 for column, levels in self.levels_.items()
             }
         return lookups
@@ -97,22 +99,23 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
                 f"{' ...' if len(missing) > 10 else ''}. Score a table built the same way as the training table."
             )
 
-    def _numbers(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
+    def _numbers(self, X: pd.DataFrame) -> np.ndarray:
+        """The numeric columns as one (rows, columns) array of floats, missing as NaN."""
         numeric = list(self.numeric)
+        if not numeric:
+            return np.empty((len(X), 0))
         block = X[numeric]
         if all(pd.api.types.is_bool_dtype(kind) or pd.api.types.is_numeric_dtype(kind) for kind in block.dtypes):
-            # One conversion for the block: column by column, a lead scored alone pays pandas' overhead 80 times.
-            values = block.to_numpy(dtype=float, na_value=np.nan)
-            return {column: values[:, position] for position, column in enumerate(numeric)}
-        return {column: self._numeric(X[column], column) for column in numeric}
+            return block.to_numpy(dtype=float, na_value=np.nan)
+        return np.column_stack([self._numeric(X[column], column) for column in numeric])
 
     @staticmethod
-    def _category(values: pd.Series, kept: pd.Index, dtype: pd.CategoricalDtype) -> pd.Categorical:
+    def _category(values: pd.Series, kept: Levels, dtype: pd.CategoricalDtype) -> pd.Categorical:
         """The levels kept at fit as they are, missing as missing, anything else (never seen, or rare) as RARE."""
         missing = values.isna().to_numpy()
         text = values.to_numpy(dtype=object, copy=True)
         text[~missing] = [str(value) for value in text[~missing]]  # a number in a text column reads as its text
-        codes = kept.get_indexer(text)
+        codes = kept.positions_of(text)
         codes[(codes < 0) & ~missing] = len(kept)  # RARE, the last level
         codes[missing] = -1
         return pd.Categorical.from_codes(codes, dtype=dtype)

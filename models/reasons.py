@@ -210,6 +210,19 @@ def explanation_columns(
     writer: ReasonWriter | None = None,
 ) -> pd.DataFrame:
     """The scoring file's explanation columns: tier, fit and engagement scores, reason_1..3 and all reasons as JSON."""
+    columns = explanation_arrays(explanations, frame, registry, features, unseen, writer)
+    return pd.DataFrame(text_as_objects(columns, frame.index), index=frame.index)
+
+
+def explanation_arrays(
+    explanations: Explanations,
+    frame: pd.DataFrame,
+    registry: FeatureRegistry,
+    features: list[str],
+    unseen: np.ndarray | None = None,
+    writer: ReasonWriter | None = None,
+) -> dict[str, np.ndarray]:
+    """``explanation_columns`` as arrays, text as arrays of objects."""
     texts, tops, carried = (writer or ReasonWriter(registry, features)).write(explanations, frame, unseen)
     columns = {
         "tier": explanations.tier,
@@ -217,10 +230,16 @@ def explanation_columns(
         "engagement_score": pd.array(np.round(explanations.engagement_score), dtype="Int64"),
     }
     for k in range(TOP_REASONS):
-        columns[f"reason_{k + 1}"] = [sentences[k] if len(sentences) > k else "" for sentences in tops]
-    columns["tier_reasons"] = [", ".join(labels) for labels in carried]
-    columns["reasons"] = texts
-    return pd.DataFrame(text_as_objects(columns, frame.index), index=frame.index)
+        columns[f"reason_{k + 1}"] = _objects([sentences[k] if len(sentences) > k else "" for sentences in tops])
+    columns["tier_reasons"] = _objects([", ".join(labels) for labels in carried])
+    columns["reasons"] = _objects(texts)
+    return columns
+
+
+def _objects(texts: list[str]) -> np.ndarray:
+    array = np.empty(len(texts), dtype=object)
+    array[:] = texts
+    return array
 
 
 def text_as_objects(columns: dict, index: pd.Index | None = None) -> dict:

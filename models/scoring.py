@@ -23,7 +23,7 @@ import pandas as pd
 from leadscore.errors import LeadscoreError
 from leadscore.models.changes import field_log_odds_json
 from leadscore.models.explain import MIN_REASON_POINTS, MIN_REASON_SHARE, Explainer, ReasonRule
-from leadscore.models.reasons import ReasonWriter, explanation_columns, text_as_objects
+from leadscore.models.reasons import ReasonWriter, explanation_arrays, text_as_objects
 from leadscore.models.model import LeadScoringModel
 from leadscore.progress import Progress
 
@@ -49,7 +49,12 @@ class Scorer:
         extra = (*EXPLANATION_COLUMNS, *(("field_log_odds",) if fields else ())) if explain else ()
         return [self.model.id_column, "probability", "tier", *extra, "unseen"]
 
-    def score(
+    def score(self, leads: pd.DataFrame, **options) -> pd.DataFrame:
+        """One row per row of ``leads`` (the model's id and feature columns, as a file or a CRM holds them):
+        ``score_columns`` as a frame."""
+        return pd.DataFrame(text_as_objects(self.score_columns(leads, **options)))
+
+    def score_columns(
         self,
         leads: pd.DataFrame,
         *,
@@ -59,8 +64,9 @@ class Scorer:
         progress: Progress = Progress(),
         min_reason_points: float = MIN_REASON_POINTS,
         min_reason_share: float = MIN_REASON_SHARE,
-    ) -> pd.DataFrame:
-        """One row per row of ``leads`` (the model's id and feature columns, as a file or a CRM holds them).
+    ) -> dict[str, np.ndarray]:
+        """The columns ``score`` returns (``columns`` order), as arrays: a caller that reads a few leads'
+        values (the API) skips building a frame only to take it apart again.
 
         ``fields`` (with ``explain``) adds ``field_log_odds``: every business field's contribution to the
         margin, as JSON, which the nightly job stores to say later why a score changed. A field is a reason
@@ -81,8 +87,8 @@ class Scorer:
             explanations = self.explainer.explain(frame, progress, keep_fields=fields, rule=rule)
             scored["probability"] = explanations.probability
             scored["tier"] = explanations.tier
-            explained = explanation_columns(explanations, frame, model.registry, model.features, unseen, self._reasons)
-            scored.update({column: explained[column].to_numpy() for column in EXPLANATION_COLUMNS})
+            explained = explanation_arrays(explanations, frame, model.registry, model.features, unseen, self._reasons)
+            scored.update({column: _numpy(explained[column]) for column in EXPLANATION_COLUMNS})
             if fields:
                 scored["field_log_odds"] = field_log_odds_json(explanations.field_log_odds, self.explainer.fields)
         else:
@@ -91,7 +97,12 @@ class Scorer:
             scored["tier"] = (model.tiers.assign(probability) if model.tiers is not None
                               else np.full(len(frame), "none", dtype=object))
         scored["unseen"] = unseen_text(frame, model.features, unseen)
-        return pd.DataFrame(text_as_objects(scored))
+        return scored
+
+
+def _numpy(values) -> np.ndarray:
+    """The sub-scores' whole numbers as NumPy reads them: int64, or float where one is missing."""
+    return values.to_numpy() if isinstance(values, pd.api.extensions.ExtensionArray) else values
 
 
 def score_leads(model: LeadScoringModel, leads: pd.DataFrame, **options) -> pd.DataFrame:
@@ -116,7 +127,7 @@ def unseen_mask(model: LeadScoringModel, frame: pd.DataFrame) -> np.ndarray:
         values = frame[feature]
         present = np.flatnonzero(values.notna().to_numpy())
         text = [str(value) for value in values.to_numpy(dtype=object)[present]]
-        known = levels.get_indexer(text) >= 0
+        known = levels.positions_of(text) >= 0
         mask[present[~known], position] = True
     return mask
 

@@ -206,11 +206,13 @@ def score_request(service: Service, request: ScoreRequest) -> ScoreResponse:
                 raise _invalid(["lead_ids"], f"{len(missing)} lead(s) are not open leads of the CRM as of "
                                              f"{as_of:%Y-%m-%d %H:%M:%S}: {', '.join(map(str, missing[:10]))}")
     try:
-        scored = service.scorer.score(frame, explain=True, source="the request")
+        scored = service.scorer.score_columns(frame, explain=True, source="the request")
     except LeadscoreError as error:
         raise _invalid([kind], str(error)) from error
+    id_column = service.resolved.model.id_column
+    rows = [dict(zip(scored, values)) for values in zip(*(column.tolist() for column in scored.values()))]
     return ScoreResponse(model=service.resolved.name, model_version=service.resolved.version, as_of=as_of,
-                         leads=[_scored_lead(row, service.resolved.model.id_column) for row in scored.to_dict("records")])
+                         leads=[_scored_lead(row, id_column) for row in rows])
 
 
 def _history(leads: list[Lead], as_of: datetime) -> CrmHistory:
@@ -223,23 +225,33 @@ def _history(leads: list[Lead], as_of: datetime) -> CrmHistory:
         if lead.created_at >= as_of:
             raise _invalid(["leads", position, "created_at"], f"lead {lead.id} was created at or after as_of "
                                                                f"({as_of:%Y-%m-%d %H:%M:%S}): it is not a lead yet then")
-    profile = {name: [getattr(lead, name, None) for lead in leads] for name in PROFILE_COLUMNS if name != "lifecycle_stage"}
-    frame = pd.DataFrame({"id": [lead.id for lead in leads],
-                          "created_at": pd.to_datetime([lead.created_at for lead in leads]).astype("datetime64[s]"),
-                          **profile, "lifecycle_stage": "lead"}, columns=["id", "created_at", *PROFILE_COLUMNS])
+    # Frames of typed arrays: the types pandas would otherwise infer and convert, at a fixed cost per column.
+    profile = {name: _objects([getattr(lead, name, None) for lead in leads])
+               for name in PROFILE_COLUMNS if name != "lifecycle_stage"}
+    frame = pd.DataFrame({"id": np.array([lead.id for lead in leads], dtype=np.int64),
+                          "created_at": np.array([lead.created_at for lead in leads], dtype="datetime64[s]"),
+                          **profile, "lifecycle_stage": _objects(["lead"] * len(leads))})
     known = [(lead.id, a.occurred_at, a.type) for lead in leads for a in lead.activities
              if a.occurred_at < as_of]  # what happened after the moment scored is not known then
-    activities = pd.DataFrame(known, columns=["lead_id", "occurred_at", "type"]).astype(
-        {"lead_id": np.int64, "occurred_at": "datetime64[s]", "type": object})
-    stages = pd.DataFrame({"lead_id": pd.Series(dtype=np.int64), "stage": pd.Series(dtype=object),
-                           "changed_at": pd.Series(dtype="datetime64[s]")})
+    activities = pd.DataFrame({"lead_id": np.array([event[0] for event in known], dtype=np.int64),
+                               "occurred_at": np.array([event[1] for event in known], dtype="datetime64[s]"),
+                               "type": _objects([event[2] for event in known])})
+    stages = pd.DataFrame({"lead_id": np.empty(0, np.int64), "stage": np.empty(0, object),
+                           "changed_at": np.empty(0, "datetime64[s]")})
     try:
         leads_frame, activities, stages, _ = conform(frame, activities, stages)
     except LeadscoreError as error:
         raise _invalid(["leads"], str(error)) from error
-    costs = pd.DataFrame({"channel": pd.Series(dtype=object), "month": pd.Series(dtype="datetime64[s]"),
-                          "cost": pd.Series(dtype=float)})
+    costs = pd.DataFrame({"channel": np.empty(0, object), "month": np.empty(0, "datetime64[s]"),
+                          "cost": np.empty(0, float)})
     return CrmHistory(leads_frame, sort_by_lead_and_time(activities, "occurred_at"), stages, costs, pd.Timestamp(as_of))
+
+
+def _objects(values: list) -> np.ndarray:
+    """Values as an array of objects (text stays Python text, as the CRM's readers hand it to ``conform``)."""
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
 
 
 def request_leads(history: CrmHistory, lead_ids) -> list[dict]:

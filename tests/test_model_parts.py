@@ -280,7 +280,7 @@ def test_an_encoder_fitted_again_encodes_with_its_new_levels():
     encoder.fit(pd.DataFrame({"visits": [1.0, 2.0], "source": ["web", "mail"]}))
     again = encoder.transform(pd.DataFrame({"visits": [1.0], "source": ["web"]}))["source"]
     assert again.tolist() == ["web"] and list(again.cat.categories) == ["mail", "web", "(other)"]
-    assert encoder.seen_levels("source").tolist() == ["mail", "web"]
+    assert encoder.seen_levels("source").index.tolist() == ["mail", "web"]
 
 
 def test_a_logistic_pipeline_fitted_again_is_read_with_its_new_coefficients():
