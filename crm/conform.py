@@ -83,8 +83,8 @@ def conform(
         notes.append(f"Left out {int(bad.sum()):,} leads whose id is not a whole number (e.g. {leads['id'][bad].iloc[0]!r}).")
         leads, ids = leads[~bad], ids[~bad]
     leads["id"] = ids.astype(np.int64)
-    duplicated = leads["id"][leads["id"].duplicated(keep=False)]
-    if len(duplicated):
+    if len(leads) > 1 and not leads["id"].is_unique:
+        duplicated = leads["id"][leads["id"].duplicated(keep=False)]
         if strict:
             examples = ", ".join(str(value) for value in duplicated.drop_duplicates().head(3))
             raise LeadscoreError(
@@ -124,7 +124,7 @@ def conform(
                 rejected.setdefault(int(lead), f"its {table.replace('_', ' ')} include an {column} that is not a "
                                                "timestamp between 1970 and 2200")
         frame[column] = times
-        orphans = ~frame["lead_id"].isin(leads["id"])
+        orphans = ~frame["lead_id"].isin(leads["id"]).to_numpy()
         if orphans.any():
             notes.append(
                 f"Left out {int(orphans.sum()):,} {table.replace('_', ' ')} of lead ids that are not in leads "
@@ -177,12 +177,12 @@ def known_channels(channels: pd.Series) -> pd.Series:
     return pd.Series(as_category(text), index=channels.index, name=channels.name)
 
 
-def _whole_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+def _whole_numbers(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     """The values as whole numbers (NaN where they are not), and which are not."""
     if pd.api.types.is_integer_dtype(values.dtype):
-        return values, pd.Series(False, index=values.index)
+        return values, np.zeros(len(values), dtype=bool)
     numbers = pd.to_numeric(values, errors="coerce")
-    bad = numbers.isna() | (numbers != np.floor(numbers.fillna(0)))
+    bad = (numbers.isna() | (numbers != np.floor(numbers.fillna(0)))).to_numpy()
     return numbers.where(~bad), bad
 
 
@@ -196,7 +196,7 @@ def _not_whole_error(values: pd.Series, bad: pd.Series, table: str, column: str)
     )
 
 
-def _time_values(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+def _time_values(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Seconds (or datetimes) as datetime64[s], and which values are unreadable or outside 1970-2200."""
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         # In arrays: a request's few times would pay pandas' fixed cost for each of six Series steps.
@@ -208,7 +208,7 @@ def _time_values(values: pd.Series) -> tuple[pd.Series, pd.Series]:
         unreadable = numbers.isna().to_numpy()
         times = numbers.fillna(0).to_numpy(dtype=np.int64).astype("datetime64[s]")
     bad = unreadable | (times < PLAUSIBLE_FROM) | (times >= PLAUSIBLE_UNTIL)
-    return pd.Series(np.where(bad, np.datetime64("NaT", "s"), times), index=values.index), pd.Series(bad, index=values.index)
+    return np.where(bad, np.datetime64("NaT", "s"), times), bad
 
 
 def _bad_time_error(values: pd.Series, bad: pd.Series, table: str, column: str, example: Example | None) -> LeadscoreError:

@@ -25,9 +25,15 @@ def _indexed_leads(leads: pd.DataFrame) -> pd.DataFrame:
         raise LeadscoreError(
             f"leads.id holds {len(duplicated):,} duplicated ids (e.g. {duplicated.iloc[0]}): each lead must appear once."
         )
-    text = [c for c in leads.columns if c not in ("id", "created_at") and not isinstance(leads[c].dtype, pd.CategoricalDtype)]
     leads = leads.reset_index(drop=True)
-    return leads.assign(**{column: as_category(leads[column]) for column in text}) if text else leads
+    # One new frame, not ``assign``: it copies the frame, then inserts the columns one by one.
+    columns = {}
+    for column, values in leads.items():
+        if column in ("id", "created_at") or isinstance(values.dtype, pd.CategoricalDtype):
+            columns[column] = values.array  # as it is: an array, which the frame takes without aligning an index
+        else:
+            columns[column] = as_category(values.to_numpy(dtype=object))
+    return pd.DataFrame(columns)
 
 
 def _positions(lead_ids: pd.Index, pairs: pd.DataFrame) -> np.ndarray:

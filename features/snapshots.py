@@ -33,9 +33,10 @@ def open_leads_at(history: CrmHistory, cutoff: datetime) -> pd.DataFrame:
     moment = int(np.datetime64(cutoff, "s").astype(np.int64))
     created = seconds(history.leads["created_at"])
     candidates = np.flatnonzero(created < moment)
-    stage = StageLog.build(history.stage_changes, lead_ids).stage_before(
-        candidates, np.full(len(candidates), moment)
-    )
+    if len(history.stage_changes):
+        stage = StageLog.build(history.stage_changes, lead_ids).stage_before(candidates, np.full(len(candidates), moment))
+    else:  # leads with no recorded stage change (a request's): all are still leads
+        stage = np.full(len(candidates), STAGE_CODES.index("lead"))
     still_open = candidates[~np.isin(stage, CLOSED)]
     return _pairs(lead_ids[still_open], np.full(len(still_open), moment).astype("datetime64[s]"))
 

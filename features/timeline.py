@@ -19,14 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from leadscore.arrays import order_by_lead_and_time
+from leadscore.arrays import Levels, order_by_lead_and_time
 from leadscore.crm.vocabulary import ACTIVITY_TYPES
 from leadscore.errors import LeadscoreError
 
 DAY = 86_400
 DECAY_HALF_LIFE_DAYS = 14
 TYPE_CODES = [activity.code for activity in ACTIVITY_TYPES]
-TYPE_INDEX = pd.Index(TYPE_CODES)
+TYPE_LEVELS = Levels(TYPE_CODES)
 SALES_SIDE = np.array([activity.sales_side for activity in ACTIVITY_TYPES])
 MAX_EXPANDED_ROWS = 8_000_000  # bounds memory: about 50 bytes per expanded row
 
@@ -112,10 +112,10 @@ class ActivityLog:
         types = activities["type"]
         if isinstance(types.dtype, pd.CategoricalDtype):
             # Each level looked up once, not each activity: a CRM's millions of activities have a dozen types.
-            by_level = np.append(TYPE_INDEX.get_indexer(types.cat.categories), -1)  # code -1 (missing) reads -1
+            by_level = np.append(TYPE_LEVELS.positions_of(types.cat.categories.to_numpy(dtype=object)), -1)  # code -1 (missing) reads -1
             type_code = by_level[types.cat.codes.to_numpy()]
         else:
-            type_code = TYPE_INDEX.get_indexer(types.astype(object))
+            type_code = TYPE_LEVELS.positions_of(types.to_numpy(dtype=object))
         index, types = EventIndex.of(activities, lead_ids, "occurred_at", type_code)
         return cls(index, types.astype(np.int8))
 

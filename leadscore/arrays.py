@@ -49,6 +49,8 @@ def category_type(levels) -> pd.CategoricalDtype:
 
 
 FEW_LEVELS = 32
+# Up to this many values (a request's leads), a lookup or a grouping in Python beats pandas' fixed cost per call.
+FEW_VALUES = 64
 
 
 @functools.lru_cache(maxsize=4_096)
@@ -59,7 +61,7 @@ def _few_levels_type(levels: tuple) -> pd.CategoricalDtype:
 def as_category(values) -> pd.Categorical:
     """``values`` as categories, sorted, missing as missing: ``astype("category")`` without its fixed cost."""
     values = np.asarray(values, dtype=object)
-    if len(values) <= Levels.FEW_VALUES:
+    if len(values) <= FEW_VALUES:
         few = _few_as_category(values)
         if few is not None:
             return few
@@ -91,8 +93,6 @@ class Levels:
     finds them in one vectorised pass. Both give the same positions.
     """
 
-    FEW_VALUES = 64
-
     def __init__(self, levels) -> None:
         self.index = pd.Index(levels)
         self.positions = {level: position for position, level in enumerate(self.index.tolist())}
@@ -102,7 +102,7 @@ class Levels:
 
     def positions_of(self, values: np.ndarray) -> np.ndarray:
         """Each value's position among the levels, -1 where it is not one of them."""
-        if len(values) > self.FEW_VALUES:
+        if len(values) > FEW_VALUES:
             return self.index.get_indexer(values)
         position = self.positions.get
         return np.fromiter((position(value, -1) for value in values), np.intp, len(values))

@@ -112,8 +112,8 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
     @staticmethod
     def _category(values: pd.Series, kept: Levels, dtype: pd.CategoricalDtype) -> pd.Categorical:
         """The levels kept at fit as they are, missing as missing, anything else (never seen, or rare) as RARE."""
-        missing = values.isna().to_numpy()
         text = values.to_numpy(dtype=object, copy=True)
+        missing = pd.isna(text)
         text[~missing] = [str(value) for value in text[~missing]]  # a number in a text column reads as its text
         codes = kept.positions_of(text)
         codes[(codes < 0) & ~missing] = len(kept)  # RARE, the last level

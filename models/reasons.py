@@ -29,6 +29,7 @@ from json.encoder import encode_basestring as quoted
 import numpy as np
 import pandas as pd
 
+from leadscore.arrays import FEW_VALUES
 from leadscore.features.registry import FeatureRegistry
 from leadscore.features.sentences import Phrasing
 from leadscore.models.explain import TOP_REASONS, Explanations, ReasonRule, business_fields, first_of_each
@@ -289,8 +290,8 @@ def _lower_first(sentence: str) -> str:
 
 def _plain_columns(frame: pd.DataFrame, names: list[str]) -> list[list]:
     """Each of ``names`` as JSON holds it; the numeric columns made plain together, as one block."""
-    kinds = frame.dtypes[names]  # the dtypes alone: selecting the columns would copy them
-    numeric = [name for name, kind in zip(names, kinds)
+    kinds = frame.dtypes.to_dict()  # the dtypes alone: selecting the columns would copy them
+    numeric = [name for name, kind in zip(names, map(kinds.get, names))
                if pd.api.types.is_numeric_dtype(kind) and not pd.api.types.is_bool_dtype(kind)]
     block = _plain_numbers(frame[numeric].to_numpy(dtype=float, na_value=np.nan)) if numeric else None
     plain = {name: block[:, position].tolist() for position, name in enumerate(numeric)}
@@ -311,6 +312,10 @@ def _plain_column(values: pd.Series) -> list:
     if pd.api.types.is_bool_dtype(values.dtype):
         return [None if pd.isna(v) else bool(v) for v in values.tolist()]
     if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()
+        if len(codes) <= FEW_VALUES:  # only the levels the rows hold: a vocabulary has dozens
+            levels = values.cat.categories
+            return [None if code < 0 else _plain(levels[code]) for code in codes.tolist()]
         # Each level made plain once; code -1 (missing) reads the appended None.
         levels = [_plain(level) for level in values.cat.categories.tolist()] + [None]
         return np.array(levels, dtype=object)[values.cat.codes.to_numpy()].tolist()

@@ -124,9 +124,9 @@ def unseen_mask(model: LeadScoringModel, frame: pd.DataFrame) -> np.ndarray:
         levels = model.encoder.seen_levels(feature)
         if levels is None:
             continue
-        values = frame[feature]
-        present = np.flatnonzero(values.notna().to_numpy())
-        text = [str(value) for value in values.to_numpy(dtype=object)[present]]
+        values = frame[feature].to_numpy(dtype=object)
+        present = np.flatnonzero(~pd.isna(values))
+        text = [str(value) for value in values[present]]
         known = levels.positions_of(text) >= 0
         mask[present[~known], position] = True
     return mask
