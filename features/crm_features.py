@@ -13,7 +13,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from leadscore.arrays import category_type
+from leadscore.arrays import FEW_VALUES, category_type
 from leadscore.crm.vocabulary import (
     ACTIVITY_BY_CODE,
     ACTIVITY_TYPES,
@@ -318,11 +318,16 @@ def _category(values: pd.Series, leading: tuple[str, ...] | list[str] = ()) -> p
     ``values`` is a categorical column of the whole leads table, so every batch
     of pairs gets the same levels.
     """
-    others = sorted(set(map(str, values.cat.categories)) - set(leading))
+    levels = values.cat.categories
+    others = sorted(set(map(str, levels)) - set(leading))
     categories = [*leading, *others]
     # Recoded through the levels, not value by value: a lead scored alone would pay pandas' overhead per value.
     dtype = category_type(categories)
-    recode = dtype.categories.get_indexer(values.cat.categories)
+    if len(levels) <= FEW_VALUES:  # a request's few levels among a vocabulary of dozens: found without pandas
+        position = {category: code for code, category in enumerate(categories)}
+        recode = np.array([position.get(level, -1) for level in levels.tolist()], dtype=np.intp)
+    else:
+        recode = dtype.categories.get_indexer(levels)
     codes = values.cat.codes.to_numpy()
     recoded = np.full(len(codes), -1, dtype=np.int64)
     recoded[codes >= 0] = recode[codes[codes >= 0]]  # a column with no value at all has no level to index

@@ -27,11 +27,13 @@ def booster_matrix(X: pd.DataFrame | np.ndarray, levels: list[pd.Index]) -> np.n
     """
     if isinstance(X, np.ndarray):
         return np.ascontiguousarray(X, dtype=np.float64)
-    categorical = [position for position, dtype in enumerate(X.dtypes) if isinstance(dtype, pd.CategoricalDtype)]
+    categorical = [position for position, dtype in enumerate(X.dtypes.tolist()) if isinstance(dtype, pd.CategoricalDtype)]
     numeric = np.setdiff1d(np.arange(X.shape[1]), categorical)
     matrix = np.empty((len(X), X.shape[1]))
     if len(numeric):  # one block read instead of a Series per column: most of the cost for a few rows
-        matrix[:, numeric] = X.iloc[:, numeric].to_numpy(dtype=np.float64, na_value=np.nan)
+        # The encoder puts the numbers first: a slice of them is read without gathering columns one by one.
+        first = slice(0, len(numeric)) if numeric[-1] == len(numeric) - 1 else numeric
+        matrix[:, first] = X.iloc[:, first].to_numpy(dtype=np.float64, na_value=np.nan)
     remaining = iter(levels)
     for position in categorical:
         values = X.iloc[:, position]

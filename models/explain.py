@@ -143,12 +143,20 @@ class _TreeMember:
     def __init__(self, booster, features: list[str]) -> None:
         self.explainer = TreeShap(booster)
         self.features = features
+        self._positions: dict[tuple, list[int]] = {}
 
     def contributions(self, encoded: pd.DataFrame, inputs: np.ndarray, out: np.ndarray) -> float:
         phi = self.explainer.contributions(inputs)
         # The booster read the encoder's columns in order (its own names may differ: no spaces).
-        out[:, [self.features.index(column) for column in encoded.columns]] += phi[:, :-1]
+        out[:, self._feature_positions(tuple(encoded.columns))] += phi[:, :-1]
         return float(phi[0, -1]) if len(phi) else self.explainer.expected_value
+
+    def _feature_positions(self, columns: tuple) -> list[int]:
+        """Each encoded column's position among the features, found once per column order (the encoder's)."""
+        positions = self._positions.get(columns)
+        if positions is None:
+            positions = self._positions[columns] = [self.features.index(column) for column in columns]
+        return positions
 
 
 class _LinearMember:
