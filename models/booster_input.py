@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from leadscore.models.encoding import EncodedRows
+
 
 def trained_levels(pandas_categorical: list[list] | None) -> list[pd.Index]:
     """A booster's ``pandas_categorical`` as indexes: compared with a frame's categories in one vectorised step,
@@ -18,7 +20,7 @@ def trained_levels(pandas_categorical: list[list] | None) -> list[pd.Index]:
     return [pd.Index(levels) for levels in pandas_categorical or []]
 
 
-def booster_matrix(X: pd.DataFrame | np.ndarray, levels: list[pd.Index]) -> np.ndarray:
+def booster_matrix(X: pd.DataFrame | EncodedRows | np.ndarray, levels: list[pd.Index]) -> np.ndarray:
     """Columns in order, numbers as floats, categories as codes of the booster's ``trained_levels`` (one per
     categorical column), missing as NaN.
 
@@ -27,13 +29,13 @@ def booster_matrix(X: pd.DataFrame | np.ndarray, levels: list[pd.Index]) -> np.n
     """
     if isinstance(X, np.ndarray):
         return np.ascontiguousarray(X, dtype=np.float64)
-    categorical = [position for position, dtype in enumerate(X.dtypes.tolist()) if isinstance(dtype, pd.CategoricalDtype)]
+    if isinstance(X, EncodedRows):
+        return _rows_matrix(X, levels)
+    categorical = [position for position, dtype in enumerate(X.dtypes) if isinstance(dtype, pd.CategoricalDtype)]
     numeric = np.setdiff1d(np.arange(X.shape[1]), categorical)
     matrix = np.empty((len(X), X.shape[1]))
     if len(numeric):  # one block read instead of a Series per column: most of the cost for a few rows
-        # The encoder puts the numbers first: a slice of them is read without gathering columns one by one.
-        first = slice(0, len(numeric)) if numeric[-1] == len(numeric) - 1 else numeric
-        matrix[:, first] = X.iloc[:, first].to_numpy(dtype=np.float64, na_value=np.nan)
+        matrix[:, numeric] = X.iloc[:, numeric].to_numpy(dtype=np.float64, na_value=np.nan)
     remaining = iter(levels)
     for position in categorical:
         values = X.iloc[:, position]
@@ -45,3 +47,18 @@ def booster_matrix(X: pd.DataFrame | np.ndarray, levels: list[pd.Index]) -> np.n
         codes[codes < 0] = np.nan
         matrix[:, position] = codes
     return matrix
+
+
+def _rows_matrix(rows: EncodedRows, levels: list[pd.Index]) -> np.ndarray:
+    """``booster_matrix`` of the encoder's arrays: the numbers first, then each text column's codes, as in its
+    frame."""
+    matrix = np.empty((len(rows), len(rows.numeric) + len(rows.codes)))
+    matrix[:, :len(rows.numeric)] = rows.numbers
+    remaining = iter(levels)
+    for position, (column, codes) in enumerate(rows.codes.items(), start=len(rows.numeric)):
+        trained = next(remaining, None)
+        if trained is not None and not rows.dtypes[column].categories.equals(trained):
+            codes = pd.Categorical.from_codes(codes, dtype=rows.dtypes[column]).set_categories(trained).codes
+        matrix[:, position] = np.where(codes < 0, np.nan, codes)
+    return matrix
+

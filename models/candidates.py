@@ -22,6 +22,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from leadscore.models.booster_input import booster_matrix, trained_levels
+from leadscore.models.encoding import EncodedRows
 from leadscore.models.linear_form import linear_form
 
 MAX_TREES = 3_000
@@ -86,7 +87,7 @@ class LightGBMCandidate:
         return lgb.train(self.params, lgb.Dataset(X, y, weight=weight), self.trees)
 
     @staticmethod
-    def inputs(fitted: lgb.Booster, X: pd.DataFrame) -> np.ndarray:
+    def inputs(fitted: lgb.Booster, X: pd.DataFrame | EncodedRows) -> np.ndarray:
         """What the booster reads of ``X``: its margin and TreeSHAP both start from it."""
         return booster_matrix(X, _levels(fitted))
 
@@ -231,7 +232,7 @@ class LogisticCandidate:
         return self.pipeline(self.strength, X).fit(X, y, model__sample_weight=weight)
 
     @staticmethod
-    def inputs(fitted: Pipeline, X: pd.DataFrame) -> np.ndarray:
+    def inputs(fitted: Pipeline, X: pd.DataFrame | EncodedRows) -> np.ndarray:
         """The columns the regression reads (``fitted[:-1].transform(X)``): its margin and contributions both
         start from them."""
         return linear_form(fitted).columns(X)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -55,14 +57,17 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        return self.encode_rows(X).frame()
+
+    def encode_rows(self, X: pd.DataFrame) -> EncodedRows:
+        """What ``transform`` returns, as arrays: the estimators read these, and a frame built only to be taken
+        apart again is most of the cost of encoding a lead scored alone."""
         check_is_fitted(self, "levels_")
         self._check_columns(X)
-        # The numbers as one block: a frame of one 2-D array is built in a fraction of the time of one built
-        # from a column per array, most of the cost of encoding a lead scored alone.
-        encoded = pd.DataFrame(self._numbers(X), columns=list(self.numeric), index=X.index)
         lookups = self._lookups()
-        categories = {column: self._category(X[column], *lookups[column][:2]) for column in self.categorical}
-        return pd.concat([encoded, pd.DataFrame(categories, index=X.index)], axis=1) if categories else encoded
+        codes = {column: self._codes(X[column], lookups[column][0]) for column in self.categorical}
+        return EncodedRows(self._numbers(X), list(self.numeric), codes,
+                           {column: lookups[column][1] for column in self.categorical}, X.index)
 
     def seen_levels(self, column: str) -> Levels | None:
         """The levels of ``column`` seen at fit (``seen_``), ready for lookups; None for a numeric column or an
@@ -110,15 +115,15 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
         return np.column_stack([self._numeric(X[column], column) for column in numeric])
 
     @staticmethod
-    def _category(values: pd.Series, kept: Levels, dtype: pd.CategoricalDtype) -> pd.Categorical:
-        """The levels kept at fit as they are, missing as missing, anything else (never seen, or rare) as RARE."""
+    def _codes(values: pd.Series, kept: Levels) -> np.ndarray:
+        """Codes of the levels kept at fit, -1 for missing, RARE's for anything else (never seen, or rare)."""
         text = values.to_numpy(dtype=object, copy=True)
         missing = pd.isna(text)
         text[~missing] = [str(value) for value in text[~missing]]  # a number in a text column reads as its text
         codes = kept.positions_of(text)
         codes[(codes < 0) & ~missing] = len(kept)  # RARE, the last level
         codes[missing] = -1
-        return pd.Categorical.from_codes(codes, dtype=dtype)
+        return codes
 
     @staticmethod
     def _numeric(values: pd.Series, column: str) -> np.ndarray:
@@ -133,3 +138,33 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
                 f"(e.g. {values[bad].iloc[0]!r}). Fix the values, or mark them missing."
             )
         return numbers.to_numpy(dtype=float)
+
+
+@dataclass(frozen=True)
+class EncodedRows:
+    """Rows through a ``FrameEncoder``: the numbers as one block, each text column as its codes."""
+
+    numbers: np.ndarray  # (rows, numeric columns), float, missing as NaN
+    numeric: list[str]
+    codes: dict[str, np.ndarray]  # per text column: code of its level, -1 where missing
+    dtypes: dict[str, pd.CategoricalDtype]  # per text column: its levels (``levels_``)
+    index: pd.Index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.numeric, *self.codes]
+
+    def frame(self) -> pd.DataFrame:
+        """The numbers, then the text columns as categories: what the estimators were trained on."""
+        # The numbers as one block: a frame of one 2-D array is built in a fraction of the time of one built
+        # from a column per array.
+        numbers = pd.DataFrame(self.numbers, columns=self.numeric, index=self.index)
+        if not self.codes:
+            return numbers
+        categories = {column: pd.Categorical.from_codes(codes, dtype=self.dtypes[column])
+                      for column, codes in self.codes.items()}
+        return pd.concat([numbers, pd.DataFrame(categories, index=self.index)], axis=1)
+

@@ -39,6 +39,7 @@ import pandas as pd
 from leadscore.errors import LeadscoreError
 from leadscore.features.registry import FeatureRegistry
 from leadscore.models.candidates import LightGBMCandidate, LogisticCandidate
+from leadscore.models.encoding import EncodedRows
 from leadscore.models.linear_form import linear_form
 from leadscore.models.treeshap import TreeShap
 from leadscore.progress import Progress
@@ -145,7 +146,7 @@ class _TreeMember:
         self.features = features
         self._positions: dict[tuple, list[int]] = {}
 
-    def contributions(self, encoded: pd.DataFrame, inputs: np.ndarray, out: np.ndarray) -> float:
+    def contributions(self, encoded: pd.DataFrame | EncodedRows, inputs: np.ndarray, out: np.ndarray) -> float:
         phi = self.explainer.contributions(inputs)
         # The booster read the encoder's columns in order (its own names may differ: no spaces).
         out[:, self._feature_positions(tuple(encoded.columns))] += phi[:, :-1]
@@ -184,7 +185,7 @@ class _LinearMember:
         self.base = float(model.intercept_[0] + self.coefficients @ self.means)
         self.folding = folding(self.sources, len(features))
 
-    def contributions(self, encoded: pd.DataFrame, columns: np.ndarray, out: np.ndarray) -> float:
+    def contributions(self, encoded: pd.DataFrame | EncodedRows, columns: np.ndarray, out: np.ndarray) -> float:
         out += ((columns - self.means) * self.coefficients) @ self.folding
         return self.base
 
@@ -218,7 +219,7 @@ class Explainer:
         """Log-odds contributions of every feature for every row of ``frame`` (a feature table)."""
         return self.encoded_contributions(self.model.encode(frame))
 
-    def encoded_contributions(self, encoded: pd.DataFrame, inputs: list[np.ndarray] | None = None) -> Contributions:
+    def encoded_contributions(self, encoded: pd.DataFrame | EncodedRows, inputs: list[np.ndarray] | None = None) -> Contributions:
         """Contributions of rows already through ``encode``; ``inputs`` as for ``LeadScoringModel.encoded_margin``."""
         inputs = inputs or [member.inputs(encoded) for member in self.model.members]
         total = np.zeros((len(encoded), len(self.features)))
@@ -247,13 +248,13 @@ class Explainer:
         with progress.task("Explaining the scores", total=len(frame)) as advance:
             for start in range(0, len(frame), CHUNK_ROWS):
                 chunk = frame.iloc[start:start + CHUNK_ROWS]
-                parts.append(self._explain_chunk(self.model.encode(chunk), keep_contributions, keep_fields, rule))
+                parts.append(self._explain_chunk(self.model.encode_rows(chunk), keep_contributions, keep_fields, rule))
                 advance(len(chunk))
         if not parts:
-            parts.append(self._explain_chunk(self.model.encode(frame), keep_contributions, keep_fields, rule))
+            parts.append(self._explain_chunk(self.model.encode_rows(frame), keep_contributions, keep_fields, rule))
         return Explanations.concatenate(parts)
 
-    def _explain_chunk(self, encoded: pd.DataFrame, keep: bool, keep_fields: bool, rule: ReasonRule) -> Explanations:
+    def _explain_chunk(self, encoded: EncodedRows, keep: bool, keep_fields: bool, rule: ReasonRule) -> Explanations:
         # What each member reads of the rows, built once for its margin and its contributions.
         inputs = [member.inputs(encoded) for member in self.model.members]
         contributions = self.encoded_contributions(encoded, inputs)

@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from leadscore.models.encoding import EncodedRows
+
 _forms: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -55,11 +57,11 @@ class LinearForm:
         self.coef_t = model.coef_.T
         self.intercept = model.intercept_
 
-    def columns(self, encoded: pd.DataFrame) -> np.ndarray:
+    def columns(self, encoded: pd.DataFrame | EncodedRows) -> np.ndarray:
         """What ``pipeline[:-1].transform(encoded)`` returns: numbers and flags standardised, then indicators."""
         blocks = []
         if self.numeric:
-            values = np.array(_columns(encoded, self.numeric), dtype=float, copy=True)
+            values = np.array(_numbers(encoded, self.numeric), dtype=float, copy=True)
             if self.logged is not None:
                 values[:, self.logged] = np.log1p(values[:, self.logged])
             missing = np.isnan(values)
@@ -70,7 +72,7 @@ class LinearForm:
             values /= self.scale
             blocks.append(values)
         for name, width in zip(self.categorical, self.widths) if self.categorical else ():
-            codes = encoded[name].cat.codes.to_numpy()
+            codes = encoded.codes[name] if isinstance(encoded, EncodedRows) else encoded[name].cat.codes.to_numpy()
             block = np.zeros((len(encoded), width))
             block[np.arange(len(encoded)), codes + 1] = 1.0  # code -1 (missing) lands in the first column
             blocks.append(block)
@@ -85,10 +87,8 @@ class LinearForm:
         return (columns @ self.coef_t + self.intercept).reshape(-1)
 
 
-def _columns(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
-    """``frame[names]``; a slice when they are its first columns, as the encoder puts its numbers, which spares
-    looking up each name and gathering the columns one by one."""
-    if frame.columns[:len(names)].equals(pd.Index(names)):
-        return frame.iloc[:, :len(names)]
-    return frame[names]
-
+def _numbers(encoded: pd.DataFrame | EncodedRows, names: list[str]):
+    """The columns ``names`` of ``encoded``, whose numbers the encoder's arrays hold as one block already."""
+    if not isinstance(encoded, EncodedRows):
+        return encoded[names]
+    return encoded.numbers if encoded.numeric == names else encoded.numbers[:, [encoded.numeric.index(name) for name in names]]

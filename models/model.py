@@ -12,7 +12,7 @@ from leadscore.features.registry import FeatureRegistry
 from leadscore.models.calibration import Calibrator
 from leadscore.models.candidates import LightGBMCandidate, LogisticCandidate
 from leadscore.models.drift import DriftReference
-from leadscore.models.encoding import FrameEncoder
+from leadscore.models.encoding import EncodedRows, FrameEncoder
 from leadscore.models.tiers import SubScores, Tiers
 
 
@@ -24,11 +24,11 @@ class Member:
     fitted: object
     weight: float = 1.0
 
-    def inputs(self, encoded: pd.DataFrame) -> np.ndarray:
+    def inputs(self, encoded: pd.DataFrame | EncodedRows) -> np.ndarray:
         """What the fitted candidate reads of ``encoded`` (see the candidates' ``inputs``)."""
         return self.candidate.inputs(self.fitted, encoded)
 
-    def margin(self, encoded: pd.DataFrame, inputs: np.ndarray | None = None) -> np.ndarray:
+    def margin(self, encoded: pd.DataFrame | EncodedRows, inputs: np.ndarray | None = None) -> np.ndarray:
         inputs = self.inputs(encoded) if inputs is None else inputs
         return self.weight * self.candidate.margin_of_inputs(self.fitted, inputs)
 
@@ -80,10 +80,14 @@ class LeadScoringModel:
     def encode(self, frame: pd.DataFrame) -> pd.DataFrame:
         return self.encoder.transform(frame)
 
+    def encode_rows(self, frame: pd.DataFrame) -> EncodedRows:
+        """``encode`` as arrays, which the members read as they read the frame (``Member.inputs``)."""
+        return self.encoder.encode_rows(frame)
+
     def margin(self, frame: pd.DataFrame) -> np.ndarray:
         return self.encoded_margin(self.encode(frame))
 
-    def encoded_margin(self, encoded: pd.DataFrame, inputs: list[np.ndarray] | None = None) -> np.ndarray:
+    def encoded_margin(self, encoded: pd.DataFrame | EncodedRows, inputs: list[np.ndarray] | None = None) -> np.ndarray:
         """The margin of rows already through ``encode`` (training scores many row sets of one encoded frame).
         ``inputs``, each member's ``inputs(encoded)``, spares building them again when the caller has them."""
         inputs = inputs or [None] * len(self.members)

@@ -97,7 +97,10 @@ class ReasonWriter:
             return self._write(explanations, frame, unseen)
 
     def _write(self, explanations, frame, unseen):
-        values = _plain_columns(frame, self.features)
+        # Only the features that some reason shows are read: most leads have no material reason at all.
+        used = np.union1d(explanations.top_for_features, explanations.top_against_features)
+        used = used[used >= 0].tolist()
+        values = dict(zip(used, _plain_columns(frame, [self.features[index] for index in used])))
         encoded_values: dict[tuple[int, object], str] = {}
         sentences: dict[tuple[int, object, bool], str] = {}
         scale = explanations.points_per_log_odds
@@ -290,6 +293,8 @@ def _lower_first(sentence: str) -> str:
 
 def _plain_columns(frame: pd.DataFrame, names: list[str]) -> list[list]:
     """Each of ``names`` as JSON holds it; the numeric columns made plain together, as one block."""
+    if not names:
+        return []
     kinds = frame.dtypes.to_dict()  # the dtypes alone: selecting the columns would copy them
     numeric = [name for name, kind in zip(names, map(kinds.get, names))
                if pd.api.types.is_numeric_dtype(kind) and not pd.api.types.is_bool_dtype(kind)]

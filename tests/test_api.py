@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from leadscore.arrays import FEW_VALUES
 from leadscore.crm.database import connect
 from leadscore.crm.simulator import SimulationConfig
 from leadscore.crm.sql import load_history
@@ -220,3 +221,25 @@ def test_any_well_formed_lead_is_scored(served):
         assert all(0 <= lead["probability"] <= 1 for lead in scored)
 
     run()
+
+
+def test_a_lead_scored_alone_gets_what_it_gets_among_hundreds(served):
+    """A request's one lead takes the few-value paths (lookups, categories and plain values in Python), hundreds
+    of leads pandas' own: both give the same probability, scores and reasons, to the last bit."""
+    history = served["history"]
+    pairs = open_leads_at(history, AS_OF)
+    assert len(pairs) > 4 * FEW_VALUES
+    together = Scorer(served["resolved"].model).score(build_features(history, pairs, CRM_FEATURES)).set_index("lead_id")
+    for body in request_leads(history, _open_ids(served, 12)):
+        response = served["bare"].post("/score", json={"leads": [body], "as_of": AS_OF.isoformat()})
+        assert response.status_code == 200, response.text
+        (lead,) = response.json()["leads"]
+        row = together.loc[lead["lead_id"]]
+        assert (lead["probability"], lead["tier"], lead["fit_score"], lead["engagement_score"]) == (
+            row["probability"], row["tier"], row["fit_score"], row["engagement_score"])
+        reasons = json.loads(row["reasons"])
+        for side in ("for", "against"):
+            assert [{name: reason[name] for name in ("field", "label", "points", "sentence")}
+                    for reason in reasons[side]] == lead[f"reasons_{side}"]
+        assert lead["sentences"] == [row[f"reason_{n}"] for n in (1, 2, 3) if row[f"reason_{n}"]]
+        assert lead["tier_reasons"] == row["tier_reasons"] and lead["unseen"] == [u for u in row["unseen"].split("; ") if u]

@@ -296,12 +296,32 @@ def test_profile_categories_are_recoded_by_level_as_they_were_value_by_value():
     from leadscore.features.crm_features import _category
 
     rng = np.random.default_rng(1)
-    for levels in (["b", "a", "c", None, "zz"], [1, 2, None], ["x", 3, None], [None]):
+    many = [f"level {n}" for n in range(100)]  # more levels than a request's few: recoded through pandas
+    for levels in (["b", "a", "c", None, "zz"], [1, 2, None], ["x", 3, None], [None], [*many, None]):
         values = pd.Series(rng.choice(np.array(levels, dtype=object), 200), dtype="category")
-        for leading in ((), ("a", "c"), ("1",)):
+        for leading in ((), ("a", "c"), ("1",), ("level 7", "b")):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # pandas warns of values outside the categories: that is the point
                 expected = pd.Categorical(values.astype(object), categories=[
                     *leading, *sorted(set(map(str, values.cat.categories)) - set(leading))])
             got = _category(values, leading)
             assert list(got.categories) == list(expected.categories) and (got.codes == expected.codes).all()
+
+
+def test_few_values_are_looked_up_and_categorised_as_pandas_does_many():
+    """``Levels`` and ``as_category`` answer a few values (a request's lead) in Python and many through pandas:
+    the same positions, levels and codes either way, for text, missing values and numbers in a text column."""
+    from leadscore.arrays import FEW_VALUES, Levels, as_category
+
+    rng = np.random.default_rng(3)
+    levels = Levels(["web", "ads", "fair", "(other)"])
+    pool = np.array(["web", "ads", "fair", "mail", None, np.nan, "", "Web"], dtype=object)
+    for size in (0, 1, 5, FEW_VALUES, FEW_VALUES + 1, 500):
+        values = rng.choice(pool, size)
+        assert levels.positions_of(values).tolist() == levels.index.get_indexer(values).tolist()
+        got = as_category(values)
+        codes, expected = pd.factorize(values, sort=True)
+        assert list(got.categories) == list(expected) and got.codes.tolist() == codes.tolist()
+    mixed = np.array(["b", 3, None, "a"], dtype=object)  # not all text: pandas' own sort of mixed types
+    codes, expected = pd.factorize(mixed, sort=True)
+    assert list(as_category(mixed).categories) == list(expected) and as_category(mixed).codes.tolist() == codes.tolist()
