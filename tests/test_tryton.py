@@ -1,6 +1,9 @@
 """Tryton as the CRM: a real Tryton database on SQLite, made with trytond-admin as an administrator would, filled
 with leads drawn from the simulated CRM, scored by `leadscore score --crm tryton://...`, and read back through
-Tryton's own API (its pool and transactions, and proteus for what an integration adds)."""
+Tryton's own API (its pool and transactions, and proteus for what an integration adds).
+
+trytond serves one database backend per process: with ``LEADSCORE_TRYTON_BACKEND=postgresql``, the same tests run
+on Tryton databases in PostgreSQL (``tests/test_tryton_postgresql.py`` runs them so, in a process of their own)."""
 
 from __future__ import annotations
 
@@ -22,7 +25,10 @@ from typer.testing import CliRunner
 
 from leadscore.cli import app
 
-DATABASE = "leads"
+BACKEND = os.environ.get("LEADSCORE_TRYTON_BACKEND", "sqlite")
+# On PostgreSQL a Tryton database is a database of the server: named for this process, dropped at the end.
+DATABASE = "leads" if BACKEND == "sqlite" else f"leadscore_tryton_{os.getpid()}"
+BARE = "bare" if BACKEND == "sqlite" else f"{DATABASE}_bare"  # a Tryton database without leadscore's module
 IMPORTED = SimulationConfig(leads=3_000, seed=23, months=18)  # loaded into Tryton; the model learns from small_crm
 # Tryton's state for a lead last seen at each of leadscore's stages (Tryton has no MQL: such a lead is still a lead).
 STATE_OF_STAGE = {"lead": "lead", "mql": "lead", "sql": "opportunity", "opportunity": "converted",
@@ -41,7 +47,10 @@ class TrytondAdmin:
 
     def __init__(self, config: Path, database: str, *arguments: str) -> None:
         folder = config.parent
-        (folder / f"{database}.sqlite").touch()
+        if BACKEND == "sqlite":
+            (folder / f"{database}.sqlite").touch()
+        else:
+            _postgresql(f'CREATE DATABASE "{database}"')
         password = folder / "admin-password"
         password.write_text("not-a-real-secret\n")
         self.config = config
@@ -58,11 +67,31 @@ class TrytondAdmin:
         return self.config
 
 
+def _postgresql(statement: str) -> None:
+    """One statement on the test server, outside a transaction (as CREATE and DROP DATABASE must be)."""
+    import psycopg
+    from conftest import POSTGRES_URL
+
+    url = sa.make_url(POSTGRES_URL).set(drivername="postgresql")
+    with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as connection:
+        connection.execute(statement)
+
+
 @pytest.fixture(scope="module")
-def tryton_admin(tmp_path_factory) -> TrytondAdmin:
+def tryton_admin(tmp_path_factory, request) -> TrytondAdmin:
     folder = tmp_path_factory.mktemp("tryton")
     config = folder / "trytond.conf"
-    config.write_text(f"[database]\nuri = sqlite://\npath = {folder}\n")
+    if BACKEND == "sqlite":
+        config.write_text(f"[database]\nuri = sqlite://\npath = {folder}\n")
+    else:
+        from conftest import POSTGRES_URL
+
+        request.getfixturevalue("postgres_server")  # fails under CI=true, else skips, when there is no server
+        server = sa.make_url(POSTGRES_URL).set(drivername="postgresql", database="")
+        config.write_text(f"[database]\nuri = {server.render_as_string(hide_password=False)}\n")
+        for database in (DATABASE, BARE):
+            drop = f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'
+            request.addfinalizer(lambda statement=drop: _postgresql(statement))
     return TrytondAdmin(config, DATABASE, "-u", "leadscore", "--activate-dependencies")
 
 
@@ -410,11 +439,11 @@ def test_a_lost_score_store_resends_every_score_and_tryton_gets_no_duplicate_wri
 
 def test_a_database_tryton_lacks_or_without_the_module_is_refused_naming_the_fix(tryton_config, tryton_url,
                                                                                   model_store, filled):
-    TrytondAdmin(tryton_config, "bare", "--all").wait()  # a Tryton database without leadscore's module
+    TrytondAdmin(tryton_config, BARE, "--all").wait()
     never_made = tryton_config.parent / "never-made-scores.db"
     cases = {
         f"tryton://{tryton_config}?database=nowhere&scores={never_made}": ["no database 'nowhere'", "trytond-admin"],
-        tryton_url.replace(f"database={DATABASE}", "database=bare"): ["not activated", "-u leadscore"],
+        tryton_url.replace(f"database={DATABASE}", f"database={BARE}"): ["not activated", "-u leadscore"],
         f"tryton://{tryton_config.parent / 'missing.conf'}?database={DATABASE}": ["no Tryton configuration file"],
         tryton_url.replace("&scores", "&colour=blue&scores"): ["unknown parameter colour"],
         tryton_url + "&user=nobody": ["no user 'nobody'"],

@@ -150,12 +150,21 @@ class TrytonDatabase:
     def _require_database(self, backend) -> None:
         database = self.url.database
         try:
+            if backend.name == "postgresql":
+                _connect_once(backend, database)
             opened = backend.Database(database).connect()
         except backend.DatabaseOperationalError as error:
-            where = _sqlite_file(database) if backend.name == "sqlite" else f"the server of {_masked_uri()}"
+            sqlite = backend.name == "sqlite"
+            where = _sqlite_file(database) if sqlite else f"the server of {_masked_uri()}"
+            reason = " ".join(str(error).split())
+            if not sqlite and "does not exist" not in reason:
+                raise LeadscoreError(
+                    f"Tryton cannot connect to its database {database!r} at {where} ({reason}). Check the server, "
+                    f"user and password of the [database] uri in {self.url.config_file}."
+                ) from None
             raise LeadscoreError(
-                f"Tryton has no database {database!r} at {where} ({error}). Check the name, or create it: "
-                + (f"`touch {where}` then " if backend.name == "sqlite" else "`createdb` then ")
+                f"Tryton has no database {database!r} at {where} ({reason}). Check the name, or create it: "
+                + (f"`touch {where}` then " if sqlite else f"`createdb {database}` then ")
                 + f"`trytond-admin -c {self.url.config_file} -d {database} --all -u {MODULE} --activate-dependencies`."
             ) from None
         try:
@@ -199,6 +208,14 @@ def _load_configuration(config_file: Path):
             "point is missing): reinstall leadscore, e.g. pip install -e '.[tryton]'."
         )
     return backend
+
+
+def _connect_once(backend, database: str) -> None:
+    """One plain connection to a PostgreSQL database: Tryton's pool, opened on a database that does not exist, does
+    not fail but retries in the background, and its first transaction waits out the pool's 30 s timeout."""
+    import psycopg
+
+    psycopg.connect(backend.Database._connection_params(database)["conninfo"], connect_timeout=10).close()
 
 
 def _module_state(connection) -> str | None:
