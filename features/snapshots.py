@@ -34,7 +34,8 @@ def open_leads_at(history: CrmHistory, cutoff: datetime) -> pd.DataFrame:
     created = seconds(history.leads["created_at"])
     candidates = np.flatnonzero(created < moment)
     if len(history.stage_changes):
-        stage = StageLog.build(history.stage_changes, lead_ids).stage_before(candidates, np.full(len(candidates), moment))
+        log = StageLog.build(history.stage_changes, lead_ids)
+        stage = log.stage_before(candidates, np.full(len(candidates), moment))
     else:  # leads with no recorded stage change (a request's): all are still leads
         stage = np.full(len(candidates), STAGE_CODES.index("lead"))
     still_open = candidates[~np.isin(stage, CLOSED)]

@@ -112,7 +112,8 @@ class ActivityLog:
         types = activities["type"]
         if isinstance(types.dtype, pd.CategoricalDtype):
             # Each level looked up once, not each activity: a CRM's millions of activities have a dozen types.
-            by_level = np.append(TYPE_LEVELS.positions_of(types.cat.categories.to_numpy(dtype=object)), -1)  # code -1 (missing) reads -1
+            levels = types.cat.categories.to_numpy(dtype=object)
+            by_level = np.append(TYPE_LEVELS.positions_of(levels), -1)  # code -1 (missing) reads -1
             type_code = by_level[types.cat.codes.to_numpy()]
         else:
             type_code = TYPE_LEVELS.positions_of(types.to_numpy(dtype=object))

@@ -61,4 +61,3 @@ def _rows_matrix(rows: EncodedRows, levels: list[pd.Index]) -> np.ndarray:
             codes = pd.Categorical.from_codes(codes, dtype=rows.dtypes[column]).set_categories(trained).codes
         matrix[:, position] = np.where(codes < 0, np.nan, codes)
     return matrix
-

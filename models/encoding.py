@@ -167,4 +167,3 @@ class EncodedRows:
         categories = {column: pd.Categorical.from_codes(codes, dtype=self.dtypes[column])
                       for column, codes in self.codes.items()}
         return pd.concat([numbers, pd.DataFrame(categories, index=self.index)], axis=1)
-

@@ -219,7 +219,9 @@ class Explainer:
         """Log-odds contributions of every feature for every row of ``frame`` (a feature table)."""
         return self.encoded_contributions(self.model.encode(frame))
 
-    def encoded_contributions(self, encoded: pd.DataFrame | EncodedRows, inputs: list[np.ndarray] | None = None) -> Contributions:
+    def encoded_contributions(
+        self, encoded: pd.DataFrame | EncodedRows, inputs: list[np.ndarray] | None = None
+    ) -> Contributions:
         """Contributions of rows already through ``encode``; ``inputs`` as for ``LeadScoringModel.encoded_margin``."""
         inputs = inputs or [member.inputs(encoded) for member in self.model.members]
         total = np.zeros((len(encoded), len(self.features)))

@@ -91,4 +91,6 @@ def _numbers(encoded: pd.DataFrame | EncodedRows, names: list[str]):
     """The columns ``names`` of ``encoded``, whose numbers the encoder's arrays hold as one block already."""
     if not isinstance(encoded, EncodedRows):
         return encoded[names]
-    return encoded.numbers if encoded.numeric == names else encoded.numbers[:, [encoded.numeric.index(name) for name in names]]
+    if encoded.numeric == names:
+        return encoded.numbers
+    return encoded.numbers[:, [encoded.numeric.index(name) for name in names]]

@@ -242,4 +242,5 @@ def test_a_lead_scored_alone_gets_what_it_gets_among_hundreds(served):
             assert [{name: reason[name] for name in ("field", "label", "points", "sentence")}
                     for reason in reasons[side]] == lead[f"reasons_{side}"]
         assert lead["sentences"] == [row[f"reason_{n}"] for n in (1, 2, 3) if row[f"reason_{n}"]]
-        assert lead["tier_reasons"] == row["tier_reasons"] and lead["unseen"] == [u for u in row["unseen"].split("; ") if u]
+        assert lead["tier_reasons"] == row["tier_reasons"]
+        assert lead["unseen"] == [value for value in row["unseen"].split("; ") if value]

@@ -119,8 +119,7 @@ def test_a_stage_map_must_name_leadscore_s_stages():
 def test_times_that_are_not_dates_are_refused_with_the_column_the_count_and_an_example(tmp_path, simulated):
     leads, activities, stages = _frames(simulated)
     engine = _loose_crm(f"sqlite:///{tmp_path / 'crm.db'}", leads, activities, stages, text_times=True)
-    with engine.connect() as connection:
-        assert load_history(engine).activities["occurred_at"].dtype == "datetime64[s]"
+    assert load_history(engine).activities["occurred_at"].dtype == "datetime64[s]"
     engine.dispose()
     activities = activities.astype({"occurred_at": object})
     activities.loc[activities.index[[3, 9]], "occurred_at"] = "yesterday"

@@ -185,7 +185,7 @@ def test_predict_writes_the_id_and_probability_of_every_row(table, store, tmp_pa
         predict_file("models:/leads/99", tmp_path / "new.csv", tmp_path / "s.csv", store)
 
     # Explained: the flat table's roles name region as fit; labels come from the column names.
-    explained = predict_file(logged.model_uri, tmp_path / "new.csv", tmp_path / "explained.csv", store, explain=True)
+    predict_file(logged.model_uri, tmp_path / "new.csv", tmp_path / "explained.csv", store, explain=True)
     written = pd.read_csv(tmp_path / "explained.csv")
     assert list(written.columns) == ["lead", "probability", "tier", "fit_score", "engagement_score", "reason_1",
                                      "reason_2", "reason_3", "tier_reasons", "reasons", "unseen"]
