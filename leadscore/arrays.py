@@ -58,6 +58,14 @@ def _few_levels_type(levels: tuple) -> pd.CategoricalDtype:
     return pd.CategoricalDtype(pd.Index(list(levels)))  # immutable: shared safely between threads and frames
 
 
+def object_array(values: list) -> np.ndarray:
+    """``values`` as a one-dimensional array of Python objects, as they are (``np.array`` would turn a list of
+    lists, or of equal-length texts, into something else)."""
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
+
+
 def as_category(values) -> pd.Categorical:
     """``values`` as categories, sorted, missing as missing: ``astype("category")`` without its fixed cost."""
     values = np.asarray(values, dtype=object)

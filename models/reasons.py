@@ -29,7 +29,7 @@ from json.encoder import encode_basestring as quoted
 import numpy as np
 import pandas as pd
 
-from leadscore.arrays import FEW_VALUES
+from leadscore.arrays import FEW_VALUES, object_array
 from leadscore.features.registry import FeatureRegistry
 from leadscore.features.sentences import Phrasing
 from leadscore.models.explain import TOP_REASONS, Explanations, ReasonRule, business_fields, first_of_each
@@ -205,19 +205,6 @@ def reason_records(
     return [json.loads(text) for text in texts]
 
 
-def explanation_columns(
-    explanations: Explanations,
-    frame: pd.DataFrame,
-    registry: FeatureRegistry,
-    features: list[str],
-    unseen: np.ndarray | None = None,
-    writer: ReasonWriter | None = None,
-) -> pd.DataFrame:
-    """The scoring file's explanation columns: tier, fit and engagement scores, reason_1..3 and all reasons as JSON."""
-    columns = explanation_arrays(explanations, frame, registry, features, unseen, writer)
-    return pd.DataFrame(text_as_objects(columns, frame.index), index=frame.index)
-
-
 def explanation_arrays(
     explanations: Explanations,
     frame: pd.DataFrame,
@@ -226,7 +213,8 @@ def explanation_arrays(
     unseen: np.ndarray | None = None,
     writer: ReasonWriter | None = None,
 ) -> dict[str, np.ndarray]:
-    """``explanation_columns`` as arrays, text as arrays of objects."""
+    """The scoring file's explanation columns, as arrays (text as objects): tier, fit and engagement scores,
+    reason_1..3 and all reasons as JSON."""
     texts, tops, carried = (writer or ReasonWriter(registry, features)).write(explanations, frame, unseen)
     columns = {
         "tier": explanations.tier,
@@ -234,16 +222,10 @@ def explanation_arrays(
         "engagement_score": pd.array(np.round(explanations.engagement_score), dtype="Int64"),
     }
     for k in range(TOP_REASONS):
-        columns[f"reason_{k + 1}"] = _objects([sentences[k] if len(sentences) > k else "" for sentences in tops])
-    columns["tier_reasons"] = _objects([", ".join(labels) for labels in carried])
-    columns["reasons"] = _objects(texts)
+        columns[f"reason_{k + 1}"] = object_array([sentences[k] if len(sentences) > k else "" for sentences in tops])
+    columns["tier_reasons"] = object_array([", ".join(labels) for labels in carried])
+    columns["reasons"] = object_array(texts)
     return columns
-
-
-def _objects(texts: list[str]) -> np.ndarray:
-    array = np.empty(len(texts), dtype=object)
-    array[:] = texts
-    return array
 
 
 def text_as_objects(columns: dict, index: pd.Index | None = None) -> dict:

@@ -27,6 +27,7 @@ import pandas as pd
 from fastapi import FastAPI, HTTPException, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from leadscore.arrays import object_array
 from leadscore.crm.conform import PLAUSIBLE_FROM, PLAUSIBLE_UNTIL, conform
 from leadscore.crm.history import PROFILE_COLUMNS, CrmHistory, sort_by_lead_and_time
 from leadscore.crm.vocabulary import ACTIVITY_TYPES, TIERS
@@ -226,16 +227,16 @@ def _history(leads: list[Lead], as_of: datetime) -> CrmHistory:
             raise _invalid(["leads", position, "created_at"], f"lead {lead.id} was created at or after as_of "
                                                                f"({as_of:%Y-%m-%d %H:%M:%S}): it is not a lead yet then")
     # Frames of typed arrays: the types pandas would otherwise infer and convert, at a fixed cost per column.
-    profile = {name: _objects([getattr(lead, name, None) for lead in leads])
+    profile = {name: object_array([getattr(lead, name, None) for lead in leads])
                for name in PROFILE_COLUMNS if name != "lifecycle_stage"}
     frame = pd.DataFrame({"id": np.array([lead.id for lead in leads], dtype=np.int64),
                           "created_at": np.array([lead.created_at for lead in leads], dtype="datetime64[s]"),
-                          **profile, "lifecycle_stage": _objects(["lead"] * len(leads))})
+                          **profile, "lifecycle_stage": object_array(["lead"] * len(leads))})
     known = [(lead.id, a.occurred_at, a.type) for lead in leads for a in lead.activities
              if a.occurred_at < as_of]  # what happened after the moment scored is not known then
     activities = pd.DataFrame({"lead_id": np.array([event[0] for event in known], dtype=np.int64),
                                "occurred_at": np.array([event[1] for event in known], dtype="datetime64[s]"),
-                               "type": _objects([event[2] for event in known])})
+                               "type": object_array([event[2] for event in known])})
     stages = pd.DataFrame({"lead_id": np.empty(0, np.int64), "stage": np.empty(0, object),
                            "changed_at": np.empty(0, "datetime64[s]")})
     try:
@@ -245,13 +246,6 @@ def _history(leads: list[Lead], as_of: datetime) -> CrmHistory:
     costs = pd.DataFrame({"channel": np.empty(0, object), "month": np.empty(0, "datetime64[s]"),
                           "cost": np.empty(0, float)})
     return CrmHistory(leads_frame, sort_by_lead_and_time(activities, "occurred_at"), stages, costs, pd.Timestamp(as_of))
-
-
-def _objects(values: list) -> np.ndarray:
-    """Values as an array of objects (text stays Python text, as the CRM's readers hand it to ``conform``)."""
-    array = np.empty(len(values), dtype=object)
-    array[:] = values
-    return array
 
 
 def request_leads(history: CrmHistory, lead_ids) -> list[dict]:

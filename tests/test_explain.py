@@ -12,7 +12,7 @@ import shap
 
 from leadscore.features.flat import ColumnRoles, flat_feature_table
 from leadscore.models.explain import Explainer
-from leadscore.models.reasons import explanation_columns, format_points, reason_records
+from leadscore.models.reasons import explanation_arrays, format_points, reason_records
 from leadscore.models.model import Member
 from leadscore.models.tiers import Tiers, margin_reaching
 from leadscore.pipelines.train import TrainingConfig, train_model
@@ -179,7 +179,8 @@ def test_tier_leads_name_the_reasons_that_carried_them_over_the_threshold(result
 def test_scoring_columns_for_every_row(models, table):
     model = models["blend"]
     rows = table.frame.head(50)
-    columns = explanation_columns(Explainer(model).explain(rows), rows, model.registry, model.features)
+    columns = pd.DataFrame(explanation_arrays(Explainer(model).explain(rows), rows, model.registry, model.features),
+                           index=rows.index)
     assert list(columns.columns) == ["tier", "fit_score", "engagement_score", "reason_1", "reason_2", "reason_3",
                                      "tier_reasons", "reasons"]
     assert set(columns["tier"]) <= {"none", "mql", "sql"}
