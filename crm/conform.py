@@ -186,7 +186,7 @@ def _whole_numbers(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     return numbers.where(~bad), bad
 
 
-def _not_whole_error(values: pd.Series, bad: pd.Series, table: str, column: str) -> LeadscoreError:
+def _not_whole_error(values: pd.Series, bad: np.ndarray, table: str, column: str) -> LeadscoreError:
     example = values[bad].iloc[0]
     what = "empty" if pd.isna(example) else f"not whole-number lead ids (e.g. {example!r})"
     return LeadscoreError(
@@ -211,7 +211,9 @@ def _time_values(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return np.where(bad, np.datetime64("NaT", "s"), times), bad
 
 
-def _bad_time_error(values: pd.Series, bad: pd.Series, table: str, column: str, example: Example | None) -> LeadscoreError:
+def _bad_time_error(
+    values: pd.Series, bad: np.ndarray, table: str, column: str, example: Example | None
+) -> LeadscoreError:
     numbers = pd.to_numeric(values, errors="coerce") if not pd.api.types.is_datetime64_any_dtype(values.dtype) else None
     if numbers is not None and numbers.isna().any():
         found = example(table, column) if example is not None else None

@@ -1,4 +1,4 @@
-"""Array helpers shared by the simulator and the feature layer."""
+"""Array helpers shared by the simulator, the features, the models and the API."""
 
 from __future__ import annotations
 
@@ -114,4 +114,3 @@ class Levels:
             return self.index.get_indexer(values)
         position = self.positions.get
         return np.fromiter((position(value, -1) for value in values), np.intp, len(values))
-
