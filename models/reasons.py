@@ -218,14 +218,19 @@ def explanation_arrays(
     texts, tops, carried = (writer or ReasonWriter(registry, features)).write(explanations, frame, unseen)
     columns = {
         "tier": explanations.tier,
-        "fit_score": pd.array(np.round(explanations.fit_score), dtype="Int64"),
-        "engagement_score": pd.array(np.round(explanations.engagement_score), dtype="Int64"),
+        "fit_score": _whole_scores(explanations.fit_score),
+        "engagement_score": _whole_scores(explanations.engagement_score),
     }
     for k in range(TOP_REASONS):
         columns[f"reason_{k + 1}"] = object_array([sentences[k] if len(sentences) > k else "" for sentences in tops])
     columns["tier_reasons"] = object_array([", ".join(labels) for labels in carried])
     columns["reasons"] = object_array(texts)
     return columns
+
+
+def _whole_scores(scores: np.ndarray) -> np.ndarray:
+    """Sub-scores rounded to whole numbers: int64, or float where one is missing (a model without sub-scores)."""
+    return pd.array(np.round(scores), dtype="Int64").to_numpy()
 
 
 def text_as_objects(columns: dict, index: pd.Index | None = None) -> dict:

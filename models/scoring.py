@@ -88,7 +88,7 @@ class Scorer:
             scored["probability"] = explanations.probability
             scored["tier"] = explanations.tier
             explained = explanation_arrays(explanations, frame, model.registry, model.features, unseen, self._reasons)
-            scored.update({column: _numpy(explained[column]) for column in EXPLANATION_COLUMNS})
+            scored.update({column: explained[column] for column in EXPLANATION_COLUMNS})
             if fields:
                 scored["field_log_odds"] = field_log_odds_json(explanations.field_log_odds, self.explainer.fields)
         else:
@@ -98,11 +98,6 @@ class Scorer:
                               else np.full(len(frame), "none", dtype=object))
         scored["unseen"] = unseen_text(frame, model.features, unseen)
         return scored
-
-
-def _numpy(values) -> np.ndarray:
-    """The sub-scores' whole numbers as NumPy reads them: int64, or float where one is missing."""
-    return values.to_numpy() if isinstance(values, pd.api.extensions.ExtensionArray) else values
 
 
 def score_leads(model: LeadScoringModel, leads: pd.DataFrame, **options) -> pd.DataFrame:
